@@ -1,0 +1,149 @@
+# lichen: quick start is `make serve` and `make test`.
+
+PYTHON ?= python3
+VENV ?= .venv
+VENV_ASAN ?= .venv-asan
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+TEST_TIMEOUT ?= 120
+FUZZ_SECONDS ?= 60
+PYTEST_ARGS ?=
+
+CC ?= gcc
+SAN_CFLAGS := -std=c11 -Wall -Wextra -Werror -g -O1 \
+	-fsanitize=address,undefined -fno-sanitize-recover=all -Icsrc
+FUZZ_CFLAGS := -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined \
+	-fno-sanitize-recover=all -Icsrc
+
+C_TESTS := $(wildcard tests/c/test_*.c)
+FUZZ_TARGETS := $(wildcard fuzz/fuzz_*.c)
+C_SOURCES := $(wildcard csrc/*.c csrc/*.h)
+FORMAT_C := $(wildcard csrc/*.c csrc/*.h tests/c/*.c fuzz/*.c)
+
+# Root runs apt-get itself; anyone else needs sudo.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: all deps venv build serve ctest fuzz-replay fuzz test test-asan \
+	format bench clean distclean
+
+all: build
+
+# Debian packages, installed only when a header or tool is really missing.
+deps:
+	@missing=""; \
+	command -v gcc >/dev/null 2>&1 || missing="$$missing gcc"; \
+	command -v make >/dev/null 2>&1 || missing="$$missing make"; \
+	$(PYTHON) -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
+		|| missing="$$missing python3-dev"; \
+	$(PYTHON) -c 'import ensurepip, venv' >/dev/null 2>&1 \
+		|| missing="$$missing python3-venv"; \
+	if [ -n "$$missing" ]; then \
+		echo "== installing Debian packages:$$missing"; \
+		command -v apt-get >/dev/null 2>&1 || { \
+			echo "missing:$$missing (install them, then run make again)"; \
+			exit 1; }; \
+		$(SUDO) apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q $$missing; \
+	fi
+
+# The stamp is remade when the build inputs change, so `make test` never
+# runs a stale extension.
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml setup.py $(C_SOURCES) | deps
+	@test -x $(PY) || { echo "== creating $(VENV)"; $(PYTHON) -m venv $(VENV); }
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q setuptools wheel "greenlet>=3"
+	$(PIP) install -q --no-build-isolation -e '.[test]' pytest-timeout
+	@touch $@
+
+build: | deps
+	@test -x $(PY) || $(MAKE) venv
+	$(PIP) install -q --no-build-isolation -e .
+	@touch $(VENV)/.installed
+
+serve: venv
+	$(PY) -m lichen --bind 127.0.0.1:8000 examples.hello
+
+ctest:
+	@mkdir -p tests/c/bin
+	@if [ -z "$(C_TESTS)" ]; then echo "== no C unit tests"; fi
+	@set -e; for src in $(C_TESTS); do \
+		name=$$(basename $$src .c); \
+		echo "== ctest $$name"; \
+		$(CC) $(SAN_CFLAGS) $$src -o tests/c/bin/$$name; \
+		./tests/c/bin/$$name; \
+	done
+
+fuzz-replay:
+	@if [ ! -f fuzz/replay.c ]; then echo "== fuzz-replay: no fuzz/replay.c"; exit 0; fi; \
+	mkdir -p fuzz/bin; set -e; \
+	for src in $(FUZZ_TARGETS); do \
+		name=$$(basename $$src .c); corpus=fuzz/corpus/$${name#fuzz_}; \
+		echo "== fuzz-replay $$name ($$corpus)"; \
+		$(CC) $(SAN_CFLAGS) fuzz/replay.c $$src -o fuzz/bin/replay_$$name; \
+		if [ -d $$corpus ]; then ./fuzz/bin/replay_$$name $$corpus; \
+		else echo "   no corpus directory $$corpus"; fi; \
+	done
+
+fuzz:
+	@command -v clang >/dev/null 2>&1 || { \
+		echo "== installing clang"; \
+		$(SUDO) apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q clang; }
+	@mkdir -p fuzz/bin fuzz/artifacts; set -e; \
+	for src in $(FUZZ_TARGETS); do \
+		name=$$(basename $$src .c); short=$${name#fuzz_}; \
+		corpus=fuzz/corpus/$$short; mkdir -p $$corpus; \
+		dict=""; [ -f fuzz/$$short.dict ] && dict="-dict=fuzz/$$short.dict"; \
+		echo "== fuzz $$name for $(FUZZ_SECONDS)s"; \
+		clang $(FUZZ_CFLAGS) $$src -o fuzz/bin/$$name; \
+		./fuzz/bin/$$name -max_total_time=$(FUZZ_SECONDS) \
+			-artifact_prefix=fuzz/artifacts/$$name- $$dict $$corpus; \
+	done
+
+test: venv ctest fuzz-replay
+	@echo "== pytest"
+	$(PY) -m pytest -q -p no:cacheprovider --timeout=$(TEST_TIMEOUT) \
+		$(PYTEST_ARGS) tests
+
+# The sanitized extension is built in a copy of the tree with its own venv,
+# so the normal build in lichen/ is left alone.
+test-asan: deps
+	@test -x $(VENV_ASAN)/bin/python || $(PYTHON) -m venv $(VENV_ASAN)
+	$(VENV_ASAN)/bin/pip install -q --upgrade pip
+	$(VENV_ASAN)/bin/pip install -q setuptools wheel "greenlet>=3" \
+		pytest-timeout pytest requests flask django hypothesis
+	rm -rf $(VENV_ASAN)/src && mkdir -p $(VENV_ASAN)/src
+	tar -c --exclude=./.git --exclude='./.venv*' --exclude='*.so' \
+		--exclude=__pycache__ --exclude=./build . | tar -x -C $(VENV_ASAN)/src
+	cd $(VENV_ASAN)/src && LICHEN_SANITIZE=1 ../bin/pip install -q \
+		--no-build-isolation -e .
+	cd $(VENV_ASAN)/src && \
+		LD_PRELOAD="$$($(CC) -print-file-name=libasan.so)" \
+		ASAN_OPTIONS=detect_leaks=0 \
+		../bin/python -m pytest -q -p no:cacheprovider \
+		--timeout=$(TEST_TIMEOUT) $(PYTEST_ARGS) tests
+
+format:
+	@if command -v clang-format >/dev/null 2>&1; then \
+		echo "== clang-format"; clang-format -i $(FORMAT_C); \
+	else echo "clang-format not installed (apt-get install clang-format)"; fi
+	@if command -v ruff >/dev/null 2>&1; then \
+		echo "== ruff format"; ruff format lichen tests examples; \
+	elif command -v black >/dev/null 2>&1; then \
+		echo "== black"; black -q lichen tests examples; \
+	else echo "ruff/black not installed: Python left as is"; fi
+
+bench: venv
+	@if [ -x bench/run.sh ] || [ -f bench/run.sh ]; then bash bench/run.sh; \
+	else echo "no benchmarks yet (bench/run.sh)"; fi
+
+clean:
+	rm -rf build dist *.egg-info lichen/*.so tests/c/bin fuzz/bin fuzz/artifacts \
+		.pytest_cache
+	find . -path ./.venv -prune -o -path ./$(VENV_ASAN) -prune -o \
+		-name __pycache__ -type d -print -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV) $(VENV_ASAN)

@@ -1,0 +1,281 @@
+/* The WSGI environ of a parsed request (PEP 3333): a copy of the
+ * listener's prepared dict plus the request's keys. */
+#include "engine.h"
+
+#include <arpa/inet.h>
+#include <string.h>
+
+/* Common header names with prebuilt keys, by lower-case name. */
+static const char *const common_headers[] = {
+    "host",
+    "user-agent",
+    "accept",
+    "accept-encoding",
+    "accept-language",
+    "connection",
+    "cookie",
+    "referer",
+    "cache-control",
+    "origin",
+    "authorization",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-real-ip",
+    "x-request-id",
+    "if-none-match",
+    "if-modified-since",
+    "pragma",
+    "upgrade",
+    "upgrade-insecure-requests",
+    "sec-fetch-site",
+    "sec-fetch-mode",
+    "sec-fetch-dest",
+    "range",
+    "dnt",
+    "te",
+    "expect",
+    "transfer-encoding",
+};
+#define N_COMMON (sizeof(common_headers) / sizeof(common_headers[0]))
+static PyObject *common_keys[N_COMMON];
+
+static PyObject *make_key(const char *name, size_t n)
+{
+    PyObject *k = PyUnicode_New((Py_ssize_t)n + 5, 127);
+    if (k == NULL)
+        return NULL;
+    Py_UCS1 *d = PyUnicode_1BYTE_DATA(k);
+    memcpy(d, "HTTP_", 5);
+    size_t i;
+    for (i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)name[i];
+        if (ch >= 'a' && ch <= 'z')
+            ch = (unsigned char)(ch - 32);
+        else if (ch == '-')
+            ch = '_';
+        d[5 + i] = ch;
+    }
+    return k;
+}
+
+int lx_environ_init_state(lx_state_t *st)
+{
+    size_t i;
+    (void)st;
+    for (i = 0; i < N_COMMON; i++) {
+        if (common_keys[i] != NULL)
+            continue;
+        PyObject *k =
+            make_key(common_headers[i], strlen(common_headers[i]));
+        if (k == NULL)
+            return -1;
+        PyUnicode_InternInPlace(&k);
+        /* Immortal for the process: shared by every module instance. */
+        common_keys[i] = k;
+    }
+    return 0;
+}
+
+static PyObject *header_key(const char *name, size_t n)
+{
+    size_t i;
+    for (i = 0; i < N_COMMON; i++) {
+        const char *c = common_headers[i];
+        if (c[0] == (name[0] | 0x20) && strlen(c) == n &&
+            strncasecmp(c, name, n) == 0)
+            return Py_NewRef(common_keys[i]);
+    }
+    return make_key(name, n);
+}
+
+static PyObject *latin1_str(const char *p, size_t n)
+{
+    return PyUnicode_DecodeLatin1(p, (Py_ssize_t)n, NULL);
+}
+
+static int hexval(unsigned char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c |= 0x20;
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+/* Percent-decode into dst (at least n bytes); returns the length. */
+static size_t unquote(const char *src, size_t n, char *dst)
+{
+    size_t i = 0, o = 0;
+    while (i < n) {
+        if (src[i] == '%' && i + 2 < n) {
+            int h = hexval((unsigned char)src[i + 1]);
+            int l = hexval((unsigned char)src[i + 2]);
+            if (h >= 0 && l >= 0) {
+                dst[o++] = (char)(h * 16 + l);
+                i += 3;
+                continue;
+            }
+        }
+        dst[o++] = src[i++];
+    }
+    return o;
+}
+
+static PyObject *method_str(lx_state_t *st, lx_str_t m)
+{
+    switch (m.len) {
+    case 3:
+        if (memcmp(m.base, "GET", 3) == 0)
+            return Py_NewRef(st->v_GET);
+        if (memcmp(m.base, "PUT", 3) == 0)
+            return Py_NewRef(st->v_PUT);
+        break;
+    case 4:
+        if (memcmp(m.base, "POST", 4) == 0)
+            return Py_NewRef(st->v_POST);
+        if (memcmp(m.base, "HEAD", 4) == 0)
+            return Py_NewRef(st->v_HEAD);
+        break;
+    case 5:
+        if (memcmp(m.base, "PATCH", 5) == 0)
+            return Py_NewRef(st->v_PATCH);
+        break;
+    case 6:
+        if (memcmp(m.base, "DELETE", 6) == 0)
+            return Py_NewRef(st->v_DELETE);
+        break;
+    case 7:
+        if (memcmp(m.base, "OPTIONS", 7) == 0)
+            return Py_NewRef(st->v_OPTIONS);
+        break;
+    }
+    return latin1_str(m.base, m.len);
+}
+
+/* env[key] = value, stealing value. */
+static int set_steal(PyObject *env, PyObject *key, PyObject *value)
+{
+    if (value == NULL)
+        return -1;
+    int rc = PyDict_SetItem(env, key, value);
+    Py_DECREF(value);
+    return rc;
+}
+
+static int set_path(lx_req_t *r, PyObject *env)
+{
+    lx_state_t *st = r->srv->st;
+    lx_str_t path = r->h.path;
+    char stackbuf[1024];
+    char *buf = path.len <= sizeof(stackbuf) ? stackbuf
+                                              : PyMem_Malloc(path.len);
+    if (buf == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    size_t n = unquote(path.base, path.len, buf);
+    const char *p = buf;
+    /* A root path (SCRIPT_NAME) in front of the path is not PATH_INFO. */
+    PyObject *script = PyDict_GetItemWithError(env, st->k_SCRIPT_NAME);
+    if (script != NULL && PyUnicode_Check(script) &&
+        PyUnicode_KIND(script) == PyUnicode_1BYTE_KIND) {
+        size_t sl = (size_t)PyUnicode_GET_LENGTH(script);
+        const char *s = (const char *)PyUnicode_1BYTE_DATA(script);
+        if (sl > 0 && n >= sl && memcmp(p, s, sl) == 0 &&
+            (n == sl || p[sl] == '/')) {
+            p += sl;
+            n -= sl;
+        }
+    }
+    int rc = set_steal(env, st->k_PATH_INFO, latin1_str(p, n));
+    if (buf != stackbuf)
+        PyMem_Free(buf);
+    return rc;
+}
+
+static PyObject *remote_addr(lx_conn_t *c)
+{
+    char text[INET6_ADDRSTRLEN];
+    if (c->peer_family == AF_INET) {
+        inet_ntop(AF_INET, c->peer_addr, text, sizeof(text));
+    } else if (c->peer_family == AF_INET6) {
+        inet_ntop(AF_INET6, c->peer_addr, text, sizeof(text));
+    } else {
+        text[0] = '\0';
+    }
+    return PyUnicode_FromString(text);
+}
+
+PyObject *lx_environ_build(lx_req_t *r)
+{
+    lx_server_t *srv = r->srv;
+    lx_state_t *st = srv->st;
+    lx_conn_t *c = r->conn;
+    PyObject *env = PyDict_Copy(srv->listeners[c->listener].base_environ);
+    if (env == NULL)
+        return NULL;
+    if (set_steal(env, st->k_REQUEST_METHOD, method_str(st, r->h.method)) <
+            0 ||
+        set_path(r, env) < 0 ||
+        set_steal(env, st->k_QUERY_STRING,
+                  r->h.query.len ? latin1_str(r->h.query.base, r->h.query.len)
+                                 : Py_NewRef(st->empty_str)) < 0 ||
+        set_steal(env, st->k_RAW_URI,
+                  latin1_str(r->h.target.base, r->h.target.len)) < 0 ||
+        PyDict_SetItem(env, st->k_SERVER_PROTOCOL,
+                       r->h.minor_version ? st->v_http11 : st->v_http10) <
+            0 ||
+        set_steal(env, st->k_REMOTE_ADDR, remote_addr(c)) < 0 ||
+        set_steal(env, st->k_REMOTE_PORT,
+                  c->peer_family == AF_UNIX
+                      ? Py_NewRef(st->empty_str)
+                      : PyUnicode_FromFormat("%u", (unsigned)c->peer_port)) <
+            0 ||
+        PyDict_SetItem(env, st->k_wsgi_input, (PyObject *)r->input) < 0 ||
+        PyDict_SetItem(env, st->k_wsgi_input_terminated, Py_True) < 0)
+        goto error;
+    size_t i;
+    for (i = 0; i < r->h.num_headers; i++) {
+        lx_header_t *hd = &r->h.headers[i];
+        const char *name = hd->name.base;
+        size_t nl = hd->name.len;
+        PyObject *key;
+        /* "_" would let a header pose as another one ("X_Forwarded_For"
+         * as X-Forwarded-For): such headers are dropped. */
+        if (memchr(name, '_', nl) != NULL)
+            continue;
+        if (nl == 12 && strncasecmp(name, "content-type", 12) == 0)
+            key = Py_NewRef(st->k_CONTENT_TYPE);
+        else if (nl == 14 && strncasecmp(name, "content-length", 14) == 0)
+            key = Py_NewRef(st->k_CONTENT_LENGTH);
+        else
+            key = header_key(name, nl);
+        if (key == NULL)
+            goto error;
+        PyObject *value = latin1_str(hd->value.base, hd->value.len);
+        if (value == NULL) {
+            Py_DECREF(key);
+            goto error;
+        }
+        PyObject *prev = PyDict_GetItemWithError(env, key);
+        if (prev != NULL) {
+            PyObject *joined = PyUnicode_FromFormat("%U,%U", prev, value);
+            Py_DECREF(value);
+            value = joined;
+        } else if (PyErr_Occurred()) {
+            Py_DECREF(value);
+            value = NULL;
+        }
+        int rc = value ? PyDict_SetItem(env, key, value) : -1;
+        Py_DECREF(key);
+        Py_XDECREF(value);
+        if (rc < 0)
+            goto error;
+    }
+    return env;
+error:
+    Py_DECREF(env);
+    return NULL;
+}

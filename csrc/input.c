@@ -1,0 +1,398 @@
+/* wsgi.input: the request body read lazily from the connection's buffer,
+ * Content-Length or chunked, never buffered whole. */
+#include "engine.h"
+
+#include <string.h>
+
+struct InputObject {
+    PyObject_HEAD lx_req_t *req;
+};
+
+/* ------------------------------------------------------------------ */
+/* the body stream */
+
+static int body_fail(lx_req_t *r, int status, const char *msg)
+{
+    r->body_error = status;
+    r->body_done = 1;
+    r->failed = status == 400; /* framing lost: the connection must go */
+    if (status == 413)
+        r->resp_close = 1;
+    PyErr_SetString(r->srv->st->BodyError, msg);
+    return -1;
+}
+
+/* Point *p at up to *n contiguous body bytes already buffered.
+ * 1: data, 0: end of body, -1: error (exception set), LX_AGAIN: more
+ * bytes are needed from the network. Consumes chunk framing. */
+static int body_buffered(lx_req_t *r, const char **p, size_t *n)
+{
+    lx_buf_t *b = r->conn->rbuf;
+    if (r->body_done)
+        return 0;
+    size_t avail = b ? lx_buf_avail(b) : 0;
+    if (r->body_mode == LX_BODY_LENGTH) {
+        if (avail == 0)
+            return LX_AGAIN;
+        *p = lx_buf_head(b);
+        *n = avail < r->body_remaining ? avail : (size_t)r->body_remaining;
+        return 1;
+    }
+    /* chunked */
+    if (r->chunked.remaining == 0) {
+        size_t used = 0;
+        int rc = lx_chunked_parse(&r->chunked, avail ? lx_buf_head(b) : "",
+                                  avail, &used);
+        if (used > 0)
+            lx_buf_consume(b, used);
+        if (rc == LX_CHUNKED_END) {
+            r->body_done = 1;
+            return 0;
+        }
+        if (rc == LX_ERR)
+            return body_fail(r, 400, "invalid chunked request body");
+        if (rc == LX_AGAIN)
+            return LX_AGAIN;
+        avail = lx_buf_avail(b);
+    }
+    if (avail == 0)
+        return LX_AGAIN;
+    *p = lx_buf_head(b);
+    *n = avail < r->chunked.remaining ? avail : (size_t)r->chunked.remaining;
+    return 1;
+}
+
+static int body_consume(lx_req_t *r, size_t n)
+{
+    lx_buf_consume(r->conn->rbuf, n);
+    r->body_read += n;
+    if (r->body_mode == LX_BODY_LENGTH) {
+        r->body_remaining -= n;
+        if (r->body_remaining == 0)
+            r->body_done = 1;
+        return 0;
+    }
+    lx_chunked_take(&r->chunked, n);
+    if (r->srv->limit_body && r->body_read > r->srv->limit_body)
+        return body_fail(r, 413, "request body larger than the limit");
+    return 0;
+}
+
+/* Like body_buffered, but waits for the network. 1, 0 or -1. */
+static int body_peek(lx_req_t *r, const char **p, size_t *n)
+{
+    for (;;) {
+        int rc = body_buffered(r, p, n);
+        if (rc != LX_AGAIN)
+            return rc;
+        if (lx_conn_fill(r, 1) < 0)
+            return -1;
+    }
+}
+
+int lx_body_unread_fits(lx_req_t *r)
+{
+    if (r->body_done || r->body_mode == LX_BODY_NONE)
+        return 1;
+    lx_buf_t *b = r->conn->rbuf;
+    size_t avail = b ? lx_buf_avail(b) : 0;
+    if (r->body_mode == LX_BODY_LENGTH)
+        return r->body_remaining <= avail;
+    /* Run a copy of the decoder over what is buffered. */
+    lx_chunked_t d = r->chunked;
+    const char *p = avail ? lx_buf_head(b) : "";
+    for (;;) {
+        if (d.remaining > 0) {
+            size_t k = avail < d.remaining ? avail : (size_t)d.remaining;
+            lx_chunked_take(&d, k);
+            p += k;
+            avail -= k;
+            if (d.remaining > 0)
+                return 0;
+        }
+        size_t used = 0;
+        int rc = lx_chunked_parse(&d, p, avail, &used);
+        p += used;
+        avail -= used;
+        if (rc == LX_CHUNKED_END)
+            return 1;
+        if (rc != LX_CHUNKED_DATA)
+            return 0;
+    }
+}
+
+int lx_body_discard(lx_req_t *r)
+{
+    if (!lx_body_unread_fits(r))
+        return 0;
+    for (;;) {
+        const char *p;
+        size_t n;
+        int rc = body_buffered(r, &p, &n);
+        if (rc == 0)
+            return 1;
+        if (rc != 1) {
+            PyErr_Clear();
+            return 0;
+        }
+        if (body_consume(r, n) < 0) {
+            PyErr_Clear();
+            return 0;
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* reading into Python bytes */
+
+typedef struct {
+    PyObject *bytes;
+    size_t len, cap;
+} builder_t;
+
+static int builder_grow(builder_t *bl, size_t need)
+{
+    if (bl->len + need <= bl->cap)
+        return 0;
+    size_t cap = bl->cap ? bl->cap : 256;
+    while (cap < bl->len + need)
+        cap *= 2;
+    if (bl->bytes == NULL) {
+        bl->bytes = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)cap);
+        if (bl->bytes == NULL)
+            return -1;
+    } else if (_PyBytes_Resize(&bl->bytes, (Py_ssize_t)cap) < 0) {
+        return -1;
+    }
+    bl->cap = cap;
+    return 0;
+}
+
+static PyObject *builder_finish(builder_t *bl)
+{
+    if (bl->bytes == NULL)
+        return PyBytes_FromStringAndSize(NULL, 0);
+    if (bl->len != bl->cap &&
+        _PyBytes_Resize(&bl->bytes, (Py_ssize_t)bl->len) < 0)
+        return NULL;
+    return bl->bytes;
+}
+
+static lx_req_t *input_req(PyObject *self)
+{
+    lx_req_t *r = ((InputObject *)self)->req;
+    if (r == NULL || r->conn == NULL) {
+        PyErr_SetString(PyExc_ValueError,
+                        "wsgi.input read after the request ended");
+        return NULL;
+    }
+    return r;
+}
+
+/* Read up to want bytes (want < 0: all). Returns short only at the end. */
+static PyObject *read_body(lx_req_t *r, Py_ssize_t want)
+{
+    builder_t bl = {NULL, 0, 0};
+    size_t limit = want < 0 ? SIZE_MAX : (size_t)want;
+    if (r->body_mode == LX_BODY_LENGTH && !r->body_done) {
+        size_t rem = (size_t)r->body_remaining;
+        if (limit > rem)
+            limit = rem;
+        if (builder_grow(&bl, limit) < 0)
+            return NULL;
+    }
+    while (bl.len < limit) {
+        const char *p;
+        size_t n;
+        int rc = body_peek(r, &p, &n);
+        if (rc < 0) {
+            Py_XDECREF(bl.bytes);
+            return NULL;
+        }
+        if (rc == 0)
+            break;
+        if (n > limit - bl.len)
+            n = limit - bl.len;
+        if (builder_grow(&bl, n) < 0) {
+            Py_XDECREF(bl.bytes);
+            return NULL;
+        }
+        memcpy(PyBytes_AS_STRING(bl.bytes) + bl.len, p, n);
+        bl.len += n;
+        if (body_consume(r, n) < 0) {
+            Py_XDECREF(bl.bytes);
+            return NULL;
+        }
+    }
+    return builder_finish(&bl);
+}
+
+static PyObject *read_line(lx_req_t *r, Py_ssize_t size)
+{
+    builder_t bl = {NULL, 0, 0};
+    size_t limit = size < 0 ? SIZE_MAX : (size_t)size;
+    while (bl.len < limit) {
+        const char *p;
+        size_t n;
+        int rc = body_peek(r, &p, &n);
+        if (rc < 0) {
+            Py_XDECREF(bl.bytes);
+            return NULL;
+        }
+        if (rc == 0)
+            break;
+        if (n > limit - bl.len)
+            n = limit - bl.len;
+        const char *nl = memchr(p, '\n', n);
+        int done = nl != NULL;
+        if (done)
+            n = (size_t)(nl - p) + 1;
+        if (builder_grow(&bl, n) < 0) {
+            Py_XDECREF(bl.bytes);
+            return NULL;
+        }
+        memcpy(PyBytes_AS_STRING(bl.bytes) + bl.len, p, n);
+        bl.len += n;
+        if (body_consume(r, n) < 0) {
+            Py_XDECREF(bl.bytes);
+            return NULL;
+        }
+        if (done)
+            break;
+    }
+    return builder_finish(&bl);
+}
+
+static int size_arg(PyObject *const *args, Py_ssize_t nargs, Py_ssize_t *out)
+{
+    *out = -1;
+    if (nargs > 1) {
+        PyErr_SetString(PyExc_TypeError, "expected at most one argument");
+        return -1;
+    }
+    if (nargs == 1 && args[0] != Py_None) {
+        *out = PyNumber_AsSsize_t(args[0], PyExc_OverflowError);
+        if (*out == -1 && PyErr_Occurred())
+            return -1;
+    }
+    return 0;
+}
+
+static PyObject *input_read(PyObject *self, PyObject *const *args,
+                            Py_ssize_t nargs)
+{
+    Py_ssize_t size;
+    lx_req_t *r = input_req(self);
+    if (r == NULL || size_arg(args, nargs, &size) < 0)
+        return NULL;
+    return read_body(r, size);
+}
+
+static PyObject *input_readline(PyObject *self, PyObject *const *args,
+                                Py_ssize_t nargs)
+{
+    Py_ssize_t size;
+    lx_req_t *r = input_req(self);
+    if (r == NULL || size_arg(args, nargs, &size) < 0)
+        return NULL;
+    return read_line(r, size);
+}
+
+static PyObject *input_readlines(PyObject *self, PyObject *const *args,
+                                 Py_ssize_t nargs)
+{
+    Py_ssize_t hint;
+    lx_req_t *r = input_req(self);
+    if (r == NULL || size_arg(args, nargs, &hint) < 0)
+        return NULL;
+    PyObject *lines = PyList_New(0);
+    if (lines == NULL)
+        return NULL;
+    Py_ssize_t total = 0;
+    for (;;) {
+        PyObject *line = read_line(r, -1);
+        if (line == NULL) {
+            Py_DECREF(lines);
+            return NULL;
+        }
+        Py_ssize_t n = PyBytes_GET_SIZE(line);
+        if (n == 0) {
+            Py_DECREF(line);
+            break;
+        }
+        int rc = PyList_Append(lines, line);
+        Py_DECREF(line);
+        if (rc < 0) {
+            Py_DECREF(lines);
+            return NULL;
+        }
+        total += n;
+        if (hint > 0 && total >= hint)
+            break;
+    }
+    return lines;
+}
+
+static PyObject *input_next(PyObject *self)
+{
+    lx_req_t *r = input_req(self);
+    if (r == NULL)
+        return NULL;
+    PyObject *line = read_line(r, -1);
+    if (line != NULL && PyBytes_GET_SIZE(line) == 0) {
+        Py_DECREF(line);
+        return NULL; /* StopIteration */
+    }
+    return line;
+}
+
+static void input_dealloc(PyObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
+static PyMethodDef input_methods[] = {
+    {"read", (PyCFunction)(void (*)(void))input_read, METH_FASTCALL,
+     "read(size=-1): up to size bytes of the body; b'' at its end."},
+    {"readline", (PyCFunction)(void (*)(void))input_readline, METH_FASTCALL,
+     "readline(size=-1)"},
+    {"readlines", (PyCFunction)(void (*)(void))input_readlines,
+     METH_FASTCALL, "readlines(hint=-1)"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot input_slots[] = {
+    {Py_tp_methods, input_methods},
+    {Py_tp_iter, PyObject_SelfIter},
+    {Py_tp_iternext, input_next},
+    {Py_tp_dealloc, input_dealloc},
+    {Py_tp_doc, "wsgi.input: the request body, streamed."},
+    {0, NULL},
+};
+
+PyType_Spec lx_input_spec = {
+    .name = "lichen._lichen.Input",
+    .basicsize = sizeof(InputObject),
+    .flags = Py_TPFLAGS_DEFAULT,
+    .slots = input_slots,
+};
+
+InputObject *lx_input_new(lx_state_t *st)
+{
+    InputObject *in = PyObject_New(InputObject, st->input_type);
+    if (in != NULL)
+        in->req = NULL;
+    return in;
+}
+
+void lx_input_attach(InputObject *in, lx_req_t *r)
+{
+    in->req = r;
+}
+
+void lx_input_detach(InputObject *in)
+{
+    in->req = NULL;
+}

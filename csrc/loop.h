@@ -1,0 +1,37 @@
+/* Readiness loop behind one pollable fd (epoll on Linux, kqueue on BSD and
+ * macOS). Registrations are edge-triggered: an owner is told once when a
+ * direction becomes ready and must then work until EAGAIN (or a short read)
+ * before waiting again. Pure C. */
+#ifndef LX_LOOP_H
+#define LX_LOOP_H
+
+#include "lx.h"
+
+#define LX_EV_READ 0x01
+#define LX_EV_WRITE 0x02
+/* Hang-ups and errors are reported as readiness: the next read or write
+ * tells the owner what happened, so no separate code path is needed. */
+
+typedef struct lx_io {
+    int fd;
+    unsigned short events; /* registered interest */
+    unsigned short kind;   /* for the owner: what this io belongs to */
+} lx_io_t;
+
+typedef struct lx_loop lx_loop_t;
+
+lx_loop_t *lx_loop_new(int max_events);
+void lx_loop_free(lx_loop_t *loop);
+/* The fd that is readable whenever lx_loop_wait would return events. */
+int lx_loop_fd(const lx_loop_t *loop);
+/* Register io->fd edge-triggered for events. LX_OK or LX_ERR (errno). */
+int lx_loop_add(lx_loop_t *loop, lx_io_t *io, unsigned events);
+int lx_loop_del(lx_loop_t *loop, lx_io_t *io);
+/* Wait up to timeout_ms (-1: forever); returns how many events are ready
+ * (0 on timeout or EINTR) or LX_ERR. Touches no shared state beyond the
+ * loop, so it may run with the GIL released. */
+int lx_loop_wait(lx_loop_t *loop, int timeout_ms);
+/* The i-th ready event of the last wait: its io and LX_EV_* bits. */
+lx_io_t *lx_loop_event(const lx_loop_t *loop, int i, unsigned *events);
+
+#endif

@@ -1,0 +1,102 @@
+/* kqueue backend of loop.c: EV_CLEAR gives the same edge semantics. */
+#include <sys/event.h>
+#include <sys/time.h>
+#include <sys/types.h>
+
+struct lx_loop {
+    int fd;
+    int max_events;
+    int nready;
+    struct kevent events[];
+};
+
+lx_loop_t *lx_loop_new(int max_events)
+{
+    lx_loop_t *loop =
+        malloc(sizeof(*loop) + sizeof(struct kevent) * max_events);
+    if (loop == NULL)
+        return NULL;
+    loop->fd = kqueue();
+    if (loop->fd < 0) {
+        int e = errno;
+        free(loop);
+        errno = e;
+        return NULL;
+    }
+    loop->max_events = max_events;
+    loop->nready = 0;
+    return loop;
+}
+
+void lx_loop_free(lx_loop_t *loop)
+{
+    if (loop == NULL)
+        return;
+    close(loop->fd);
+    free(loop);
+}
+
+int lx_loop_fd(const lx_loop_t *loop)
+{
+    return loop->fd;
+}
+
+int lx_loop_add(lx_loop_t *loop, lx_io_t *io, unsigned events)
+{
+    struct kevent ch[2];
+    int n = 0;
+    if (events & LX_EV_READ)
+        EV_SET(&ch[n++], io->fd, EVFILT_READ, EV_ADD | EV_CLEAR, 0, 0, io);
+    if (events & LX_EV_WRITE)
+        EV_SET(&ch[n++], io->fd, EVFILT_WRITE, EV_ADD | EV_CLEAR, 0, 0, io);
+    if (kevent(loop->fd, ch, n, NULL, 0, NULL) < 0)
+        return LX_ERR;
+    io->events = (unsigned short)events;
+    return LX_OK;
+}
+
+int lx_loop_del(lx_loop_t *loop, lx_io_t *io)
+{
+    struct kevent ch[2];
+    int n = 0;
+    if (io->events & LX_EV_READ)
+        EV_SET(&ch[n++], io->fd, EVFILT_READ, EV_DELETE, 0, 0, NULL);
+    if (io->events & LX_EV_WRITE)
+        EV_SET(&ch[n++], io->fd, EVFILT_WRITE, EV_DELETE, 0, 0, NULL);
+    io->events = 0;
+    /* Closing the fd removes its filters anyway; ignore ENOENT. */
+    if (n && kevent(loop->fd, ch, n, NULL, 0, NULL) < 0 && errno != ENOENT)
+        return LX_ERR;
+    return LX_OK;
+}
+
+int lx_loop_wait(lx_loop_t *loop, int timeout_ms)
+{
+    struct timespec ts, *tsp = NULL;
+    if (timeout_ms >= 0) {
+        ts.tv_sec = timeout_ms / 1000;
+        ts.tv_nsec = (long)(timeout_ms % 1000) * 1000000L;
+        tsp = &ts;
+    }
+    int n = kevent(loop->fd, NULL, 0, loop->events, loop->max_events, tsp);
+    if (n < 0) {
+        loop->nready = 0;
+        return errno == EINTR ? 0 : LX_ERR;
+    }
+    loop->nready = n;
+    return n;
+}
+
+lx_io_t *lx_loop_event(const lx_loop_t *loop, int i, unsigned *events)
+{
+    const struct kevent *ke = &loop->events[i];
+    unsigned r = 0;
+    if (ke->filter == EVFILT_READ)
+        r |= LX_EV_READ;
+    else if (ke->filter == EVFILT_WRITE)
+        r |= LX_EV_WRITE;
+    if (ke->flags & EV_ERROR)
+        r |= LX_EV_READ | LX_EV_WRITE;
+    *events = r;
+    return ke->udata;
+}

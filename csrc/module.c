@@ -1,0 +1,173 @@
+/* The lichen._lichen module: state, types, interned keys, debug counters. */
+#include "engine.h"
+
+#include <stdatomic.h>
+
+extern PyType_Spec lx_server_spec, lx_worker_spec;
+
+static atomic_long counters[2];
+
+long lx_debug_count(int which, int delta)
+{
+    return atomic_fetch_add(&counters[which], delta) + delta;
+}
+
+static lx_state_t *get_state(PyObject *m)
+{
+    return (lx_state_t *)PyModule_GetState(m);
+}
+
+static PyObject *live_counts(PyObject *m, PyObject *unused)
+{
+    (void)m;
+    (void)unused;
+    return Py_BuildValue("{s:l,s:l,s:l}", "connections",
+                         atomic_load(&counters[LX_COUNT_CONNS]), "buffers",
+                         lx_buf_live(), "greenlets",
+                         atomic_load(&counters[LX_COUNT_WORKERS]));
+}
+
+static PyMethodDef module_methods[] = {
+    {"live_counts", live_counts, METH_NOARGS,
+     "Live engine objects in this process: connections, buffers and worker "
+     "greenlets. All zero once every server is closed."},
+    {NULL, NULL, 0, NULL},
+};
+
+#define INTERN(field, text)                                  \
+    do {                                                     \
+        st->field = PyUnicode_InternFromString(text);        \
+        if (st->field == NULL)                               \
+            return -1;                                       \
+    } while (0)
+
+static PyTypeObject *add_type(PyObject *m, PyType_Spec *spec, PyObject *base)
+{
+    PyTypeObject *tp =
+        (PyTypeObject *)PyType_FromModuleAndSpec(m, spec, base);
+    if (tp == NULL)
+        return NULL;
+    if (PyModule_AddType(m, tp) < 0) {
+        Py_DECREF(tp);
+        return NULL;
+    }
+    return tp;
+}
+
+static int module_exec(PyObject *m)
+{
+    lx_state_t *st = get_state(m);
+    if (lx_green_import() < 0)
+        return -1;
+    if ((st->server_type = add_type(m, &lx_server_spec, NULL)) == NULL ||
+        (st->worker_type = add_type(m, &lx_worker_spec, NULL)) == NULL ||
+        (st->input_type = add_type(m, &lx_input_spec, NULL)) == NULL ||
+        (st->start_response_type =
+             add_type(m, &lx_start_response_spec, NULL)) == NULL ||
+        (st->writer_type = add_type(m, &lx_writer_spec, NULL)) == NULL ||
+        (st->file_wrapper_type = add_type(m, &lx_file_wrapper_spec, NULL)) ==
+            NULL)
+        return -1;
+    st->ClientDisconnected = PyErr_NewExceptionWithDoc(
+        "lichen._lichen.ClientDisconnected",
+        "The client went away (or the server closed the connection) while "
+        "the request was being read or answered.",
+        PyExc_ConnectionError, NULL);
+    if (st->ClientDisconnected == NULL ||
+        PyModule_AddObjectRef(m, "ClientDisconnected",
+                              st->ClientDisconnected) < 0)
+        return -1;
+    st->BodyError = PyErr_NewExceptionWithDoc(
+        "lichen._lichen.BodyError",
+        "The request body is malformed or larger than the limit; the server "
+        "answers 400 or 413 if the application lets this propagate.",
+        PyExc_OSError, NULL);
+    if (st->BodyError == NULL ||
+        PyModule_AddObjectRef(m, "BodyError", st->BodyError) < 0)
+        return -1;
+    st->empty_str = PyUnicode_New(0, 0);
+    st->empty_bytes = PyBytes_FromStringAndSize(NULL, 0);
+    if (st->empty_str == NULL || st->empty_bytes == NULL)
+        return -1;
+    INTERN(k_REQUEST_METHOD, "REQUEST_METHOD");
+    INTERN(k_SCRIPT_NAME, "SCRIPT_NAME");
+    INTERN(k_PATH_INFO, "PATH_INFO");
+    INTERN(k_QUERY_STRING, "QUERY_STRING");
+    INTERN(k_RAW_URI, "RAW_URI");
+    INTERN(k_SERVER_PROTOCOL, "SERVER_PROTOCOL");
+    INTERN(k_REMOTE_ADDR, "REMOTE_ADDR");
+    INTERN(k_REMOTE_PORT, "REMOTE_PORT");
+    INTERN(k_CONTENT_TYPE, "CONTENT_TYPE");
+    INTERN(k_CONTENT_LENGTH, "CONTENT_LENGTH");
+    INTERN(k_wsgi_input, "wsgi.input");
+    INTERN(k_wsgi_input_terminated, "wsgi.input_terminated");
+    INTERN(k_HTTP_REFERER, "HTTP_REFERER");
+    INTERN(k_HTTP_USER_AGENT, "HTTP_USER_AGENT");
+    INTERN(v_http10, "HTTP/1.0");
+    INTERN(v_http11, "HTTP/1.1");
+    INTERN(v_GET, "GET");
+    INTERN(v_POST, "POST");
+    INTERN(v_HEAD, "HEAD");
+    INTERN(v_PUT, "PUT");
+    INTERN(v_DELETE, "DELETE");
+    INTERN(v_OPTIONS, "OPTIONS");
+    INTERN(v_PATCH, "PATCH");
+    INTERN(s_close, "close");
+    INTERN(s_fileno, "fileno");
+    INTERN(s_tell, "tell");
+    INTERN(s_read, "read");
+    if (lx_environ_init_state(st) < 0)
+        return -1;
+    return 0;
+}
+
+static int module_traverse(PyObject *m, visitproc visit, void *arg)
+{
+    lx_state_t *st = get_state(m);
+    Py_VISIT(st->server_type);
+    Py_VISIT(st->worker_type);
+    Py_VISIT(st->input_type);
+    Py_VISIT(st->start_response_type);
+    Py_VISIT(st->writer_type);
+    Py_VISIT(st->file_wrapper_type);
+    Py_VISIT(st->ClientDisconnected);
+    Py_VISIT(st->BodyError);
+    return 0;
+}
+
+static int module_clear(PyObject *m)
+{
+    lx_state_t *st = get_state(m);
+    PyObject **p = (PyObject **)st;
+    size_t i;
+    for (i = 0; i < sizeof(*st) / sizeof(PyObject *); i++)
+        Py_CLEAR(p[i]);
+    return 0;
+}
+
+static void module_free(void *m)
+{
+    module_clear((PyObject *)m);
+}
+
+static PyModuleDef_Slot module_slots[] = {
+    {Py_mod_exec, module_exec},
+    {0, NULL},
+};
+
+static struct PyModuleDef lichen_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "lichen._lichen",
+    .m_doc = "The lichen engine: HTTP/1.1 in C, applications in greenlets.",
+    .m_size = sizeof(lx_state_t),
+    .m_methods = module_methods,
+    .m_slots = module_slots,
+    .m_traverse = module_traverse,
+    .m_clear = module_clear,
+    .m_free = module_free,
+};
+
+PyMODINIT_FUNC PyInit__lichen(void)
+{
+    return PyModuleDef_Init(&lichen_module);
+}

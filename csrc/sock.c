@@ -1,0 +1,126 @@
+#define _GNU_SOURCE
+#include "sock.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <string.h>
+#include <unistd.h>
+#if defined(__linux__)
+#include <sys/sendfile.h>
+#endif
+
+const char lx_err_closed[] = "connection closed";
+const char lx_err_timeout[] = "timed out";
+const char lx_err_io[] = "I/O error";
+
+int lx_sock_accept(int lfd, struct sockaddr *sa, socklen_t *salen)
+{
+#if defined(__linux__)
+    int fd = accept4(lfd, sa, salen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+#else
+    int fd = accept(lfd, sa, salen);
+    if (fd >= 0) {
+        if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0 ||
+            fcntl(fd, F_SETFD, FD_CLOEXEC) < 0) {
+            int e = errno;
+            close(fd);
+            errno = e;
+            return LX_ERR;
+        }
+#ifdef SO_NOSIGPIPE
+        int one = 1;
+        setsockopt(fd, SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof(one));
+#endif
+    }
+#endif
+    if (fd >= 0)
+        return fd;
+    if (errno == EAGAIN || errno == EWOULDBLOCK)
+        return LX_AGAIN;
+    return LX_ERR;
+}
+
+ssize_t lx_sock_recv(int fd, void *buf, size_t n)
+{
+    for (;;) {
+        ssize_t r = recv(fd, buf, n, 0);
+        if (r >= 0)
+            return r;
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return LX_AGAIN;
+        return LX_ERR;
+    }
+}
+
+ssize_t lx_sock_writev(int fd, const struct iovec *iov, int iovcnt)
+{
+    struct msghdr msg;
+    memset(&msg, 0, sizeof(msg));
+    msg.msg_iov = (struct iovec *)iov;
+    msg.msg_iovlen = iovcnt;
+#ifdef MSG_NOSIGNAL
+    int flags = MSG_NOSIGNAL;
+#else
+    int flags = 0;
+#endif
+    for (;;) {
+        ssize_t r = sendmsg(fd, &msg, flags);
+        if (r >= 0)
+            return r;
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return LX_AGAIN;
+        return LX_ERR;
+    }
+}
+
+ssize_t lx_sock_sendfile(int out_fd, int in_fd, off_t *off, size_t n)
+{
+    for (;;) {
+#if defined(__linux__)
+        ssize_t r = sendfile(out_fd, in_fd, off, n);
+#else
+        off_t len = (off_t)n;
+        ssize_t r = -1;
+        if (sendfile(in_fd, out_fd, *off, &len, NULL, 0) == 0 ||
+            ((errno == EAGAIN || errno == EINTR) && len > 0)) {
+            *off += len;
+            r = (ssize_t)len;
+        }
+#endif
+        if (r >= 0)
+            return r;
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return LX_AGAIN;
+        return LX_ERR;
+    }
+}
+
+void lx_sock_nodelay(int fd)
+{
+    int one = 1;
+    /* Fails on unix sockets; that is fine. */
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+int lx_iov_advance(struct iovec *iov, int iovcnt, size_t n)
+{
+    int i = 0;
+    while (i < iovcnt && n >= iov[i].iov_len) {
+        n -= iov[i].iov_len;
+        iov[i].iov_len = 0;
+        i++;
+    }
+    if (i < iovcnt && n > 0) {
+        iov[i].iov_base = (char *)iov[i].iov_base + n;
+        iov[i].iov_len -= n;
+    }
+    return i;
+}

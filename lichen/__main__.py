@@ -1,0 +1,8 @@
+"""python -m lichen MODULE:APP"""
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,223 @@
+"""The command line: lichen [OPTIONS] MODULE:APP
+
+Every start-up error is one line on stderr ("lichen: ...") and exit status
+2 for a usage error or 1 for anything else; --traceback adds the full
+traceback where there is one.
+"""
+
+import argparse
+import ast
+import importlib
+import os
+import re
+import sys
+import traceback
+
+from . import __version__
+from .config import OPTIONS, ConfigError, validate
+from .server import BindError, EngineMissing, Server, run
+
+PROG = "lichen"
+
+
+class StartupError(Exception):
+    """Ends the start-up with one line of message and exit status 1."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        self.exit(2, f"{self.prog}: {message} (see '{self.prog} --help')\n")
+
+
+def build_parser():
+    parser = _Parser(
+        prog=PROG,
+        description="Serve a WSGI application with lichen.",
+        epilog="APP is MODULE (its 'application', else 'app'), MODULE:NAME, "
+               "MODULE:NAME.ATTR or MODULE:FACTORY(ARGS) with literal "
+               "arguments. Bind addresses: HOST:PORT, [IPv6]:PORT, "
+               "unix:PATH, fd://N.",
+    )
+    parser.add_argument("app", metavar="APP", help="the WSGI application")
+    parser.add_argument(
+        "-b", "--bind", action="append", metavar="ADDRESS",
+        help="address to listen on, repeatable (default: 127.0.0.1:8000)")
+    by_name = {o.name: o for o in OPTIONS}
+    for name in ["backlog", "keepalive", "timeout_header", "timeout_body",
+                 "timeout_write", "graceful_timeout", "limit_request_line",
+                 "limit_request_fields", "limit_request_field_size",
+                 "limit_request_body"]:
+        opt = by_name[name]
+        parser.add_argument(opt.flag, dest=name, metavar=opt.metavar,
+                            help=f"{opt.help} (default: {opt.default:g})"
+                            if isinstance(opt.default, float) else
+                            f"{opt.help} (default: {opt.default})")
+    opt = by_name["access_log"]
+    parser.add_argument("--access-log", "--access-logfile", dest="access_log",
+                        metavar=opt.metavar, help=opt.help)
+    opt = by_name["log_level"]
+    parser.add_argument("--log-level", dest="log_level", metavar=opt.metavar,
+                        help=f"{opt.help} (default: {opt.default})")
+    opt = by_name["server_header"]
+    parser.add_argument("--server-header", dest="server_header",
+                        metavar=opt.metavar, help=opt.help)
+    opt = by_name["root_path"]
+    parser.add_argument("--root-path", dest="root_path", metavar=opt.metavar,
+                        help=opt.help + " (default: '')")
+    parser.add_argument("--factory", action="store_true",
+                        help="APP is a callable that returns the application")
+    parser.add_argument("--chdir", metavar="DIR",
+                        help="change to DIR before loading the application")
+    parser.add_argument("--traceback", action="store_true",
+                        help="show full tracebacks of start-up errors")
+    parser.add_argument("--version", action="version",
+                        version=f"{PROG} {__version__}")
+    return parser
+
+
+_MODULE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+
+
+def _import(module_name):
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        missing = exc.name or ""
+        if missing and (module_name == missing
+                        or module_name.startswith(missing + ".")):
+            raise StartupError(
+                f"cannot import {module_name!r}: no module named "
+                f"{missing!r} (not in the current directory nor on "
+                "sys.path)") from exc
+        raise StartupError(f"error while importing {module_name!r}: "
+                           f"{exc}") from exc
+    except SyntaxError as exc:
+        raise StartupError(f"error while importing {module_name!r}: "
+                           f"syntax error in {exc.filename}, line "
+                           f"{exc.lineno}: {exc.msg}") from exc
+    except (Exception, SystemExit) as exc:
+        raise StartupError(f"error while importing {module_name!r}: "
+                           f"{type(exc).__name__}: {exc}") from exc
+
+
+def _parse_target(spec, text):
+    """NAME, NAME.ATTR or NAME(literal args) -> (names, args, kwargs)."""
+    try:
+        node = ast.parse(text.strip(), mode="eval").body
+    except SyntaxError:
+        node = None
+    call = None
+    if isinstance(node, ast.Call):
+        call, node = node, node.func
+    names = []
+    while isinstance(node, ast.Attribute):
+        names.append(node.attr)
+        node = node.value
+    if not isinstance(node, ast.Name):
+        raise StartupError(f"invalid APP {spec!r}: expected MODULE:NAME or "
+                           "MODULE:FACTORY(ARGS)")
+    names.append(node.id)
+    names.reverse()
+    if call is None:
+        return names, None, None
+    try:
+        args = [ast.literal_eval(a) for a in call.args]
+        kwargs = {k.arg: ast.literal_eval(k.value) for k in call.keywords}
+        if None in kwargs:
+            raise ValueError
+    except ValueError:
+        raise StartupError(f"invalid APP {spec!r}: factory arguments must be "
+                           "literals") from None
+    return names, args, kwargs
+
+
+def load_app(spec, factory=False):
+    """Import and return the WSGI application that spec names."""
+    module_name, sep, target = spec.partition(":")
+    module_name = module_name.strip()
+    if not _MODULE_RE.fullmatch(module_name) or (sep and not target.strip()):
+        raise StartupError(f"invalid APP {spec!r}: expected MODULE, "
+                           "MODULE:NAME or MODULE:FACTORY()")
+    module = _import(module_name)
+    if not sep:
+        for name in ("application", "app"):
+            if hasattr(module, name):
+                names, args, kwargs = [name], None, None
+                break
+        else:
+            raise StartupError(f"module {module_name!r} has no attribute "
+                               "'application' or 'app' (name one: "
+                               f"{module_name}:NAME)")
+    else:
+        names, args, kwargs = _parse_target(spec, target)
+    obj = module
+    where = module_name
+    for name in names:
+        try:
+            obj = getattr(obj, name)
+        except AttributeError:
+            owner = (f"module {module_name!r}" if obj is module
+                     else repr(where))
+            raise StartupError(f"{owner} has no attribute {name!r}") from None
+        where = f"{where}.{name}" if obj is not module and ":" in where \
+            else f"{module_name}:{name}"
+    if args is None and factory:
+        args, kwargs = [], {}
+    if args is not None:
+        if not callable(obj):
+            raise StartupError(f"app factory {where!r} is not callable "
+                               f"(it is a {type(obj).__name__})")
+        try:
+            obj = obj(*args, **kwargs)
+        except (Exception, SystemExit) as exc:
+            raise StartupError(f"app factory {where!r} failed: "
+                               f"{type(exc).__name__}: {exc}") from exc
+        where = f"{where}()"
+    if not callable(obj):
+        raise StartupError(f"application {where!r} is not callable (it is "
+                           f"a {type(obj).__name__})")
+    return obj
+
+
+def _fail(message, exc, show_traceback):
+    if show_traceback and exc is not None:
+        cause = exc.__cause__ or exc
+        traceback.print_exception(type(cause), cause, cause.__traceback__)
+    sys.stderr.write(f"{PROG}: {message}\n")
+    sys.stderr.flush()
+    return 1
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    given = {o.name: getattr(args, o.name) for o in OPTIONS
+             if getattr(args, o.name, None) is not None}
+    try:
+        cfg = validate(given, cli=True)
+        bind = args.bind or ["127.0.0.1:8000"]
+        if args.chdir:
+            try:
+                os.chdir(args.chdir)
+            except OSError as exc:
+                raise StartupError(f"cannot change directory to "
+                                   f"{args.chdir}: {exc.strerror}") from exc
+        cwd = os.getcwd()
+        if cwd not in sys.path:
+            sys.path.insert(0, cwd)
+        app = load_app(args.app, factory=args.factory)
+        server = Server(app, bind=bind, **cfg)
+    except (StartupError, ConfigError, BindError, EngineMissing) as exc:
+        return _fail(str(exc), exc, args.traceback)
+    except Exception as exc:
+        return _fail(f"start-up failed: {type(exc).__name__}: {exc}", exc,
+                     args.traceback)
+    for url in server.urls:
+        sys.stderr.write(f"{PROG} {__version__} listening on {url}\n")
+    sys.stderr.flush()
+    run(server, announce=False)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,301 @@
+"""Options of the server: names, defaults, validation.
+
+One table serves the Python API (keyword arguments of ``lichen.Server``) and
+the command line (``lichen --keepalive 5``): the names are gunicorn's where
+the meaning is the same. Validation turns every bad value into one
+``ConfigError`` whose message names the option the way the user spelled it.
+"""
+
+import logging
+import math
+import os
+import re
+
+__all__ = [
+    "ConfigError",
+    "OPTIONS",
+    "DEFAULTS",
+    "LOG_LEVELS",
+    "BindSpec",
+    "parse_bind",
+    "validate",
+    "engine_options",
+]
+
+
+class ConfigError(ValueError):
+    """A bad option value or bind address; the message is one line."""
+
+
+LOG_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+    "critical": logging.CRITICAL,
+}
+
+# Large enough for anything sane, small enough to catch a typo (and to fit
+# in the engine's C types).
+_MAX_SECONDS = 86400.0 * 365
+_MAX_INT = 2**62
+
+
+class Option:
+    """One option: its kind decides parsing from text and the checks."""
+
+    def __init__(self, name, default, kind, help, minimum=None, maximum=None,
+                 metavar=None):
+        self.name = name
+        self.default = default
+        self.kind = kind  # "seconds", "int", "choice", "str", "path"
+        self.help = help
+        self.minimum = minimum
+        self.maximum = maximum
+        self.metavar = metavar
+
+    @property
+    def flag(self):
+        return "--" + self.name.replace("_", "-")
+
+
+OPTIONS = [
+    Option("backlog", 2048, "int", "maximum number of pending connections",
+           minimum=1, metavar="INT"),
+    Option("keepalive", 5.0, "seconds",
+           "seconds an idle keep-alive connection is kept open "
+           "(0 disables keep-alive)", minimum=0.0, metavar="SECONDS"),
+    Option("timeout_header", 30.0, "seconds",
+           "seconds within which a request head must arrive, in full",
+           minimum=0.001, metavar="SECONDS"),
+    Option("timeout_body", 60.0, "seconds",
+           "seconds within which reading a request body must make progress",
+           minimum=0.001, metavar="SECONDS"),
+    Option("timeout_write", 60.0, "seconds",
+           "seconds within which writing a response must make progress",
+           minimum=0.001, metavar="SECONDS"),
+    Option("graceful_timeout", 30.0, "seconds",
+           "seconds in-flight requests get to finish on a graceful stop",
+           minimum=0.0, metavar="SECONDS"),
+    Option("limit_request_line", 8190, "int",
+           "maximum bytes of the request line (longer: 414)",
+           minimum=16, maximum=1 << 24, metavar="BYTES"),
+    Option("limit_request_fields", 100, "int",
+           "maximum number of header fields (more: 431)",
+           minimum=1, maximum=10000, metavar="INT"),
+    Option("limit_request_field_size", 8190, "int",
+           "maximum bytes of one header field (larger: 431)",
+           minimum=16, maximum=1 << 24, metavar="BYTES"),
+    Option("limit_request_body", 1073741824, "int",
+           "maximum bytes of a request body, 0 for no limit (larger: 413)",
+           minimum=0, metavar="BYTES"),
+    Option("access_log", None, "path",
+           "write an access log line per request: '-' for stdout or a file "
+           "path (appended to); default none", metavar="FILE"),
+    Option("log_level", "info", "choice",
+           "level of the error log on stderr: " + ", ".join(LOG_LEVELS),
+           metavar="LEVEL"),
+    Option("server_header", None, "str",
+           "value of the Server response header; default none is sent",
+           metavar="TEXT"),
+    Option("root_path", "", "str",
+           "SCRIPT_NAME of the application when it is mounted below '/' "
+           "(e.g. /api behind a proxy)", metavar="PATH"),
+]
+
+OPTIONS_BY_NAME = {o.name: o for o in OPTIONS}
+DEFAULTS = {o.name: o.default for o in OPTIONS}
+
+
+def _label(opt, cli):
+    return opt.flag if cli else opt.name
+
+
+def _fail(opt, value, expected, cli):
+    raise ConfigError(
+        f"invalid value for {_label(opt, cli)}: {value!r} ({expected})")
+
+
+def _check_seconds(opt, value, cli):
+    expected = f"expected seconds, a number >= {opt.minimum:g}"
+    if isinstance(value, str) and cli:
+        try:
+            value = float(value.strip())
+        except ValueError:
+            _fail(opt, value, expected, cli)
+    elif isinstance(value, bool) or not isinstance(value, (int, float)):
+        _fail(opt, value, expected, cli)
+    value = float(value)
+    if math.isnan(value) or value < opt.minimum or value > _MAX_SECONDS:
+        _fail(opt, value, expected, cli)
+    return value
+
+
+def _check_int(opt, value, cli):
+    maximum = _MAX_INT if opt.maximum is None else opt.maximum
+    expected = (f"expected an integer >= {opt.minimum}" if opt.maximum is None
+                else f"expected an integer from {opt.minimum} to {maximum}")
+    if isinstance(value, str) and cli:
+        text = value.strip().replace("_", "")
+        if not re.fullmatch(r"[+-]?[0-9]+", text):
+            _fail(opt, value, expected, cli)
+        value = int(text)
+    elif isinstance(value, bool) or not isinstance(value, int):
+        _fail(opt, value, expected, cli)
+    if value < opt.minimum or value > maximum:
+        _fail(opt, value, expected, cli)
+    return int(value)
+
+
+def _check(opt, value, cli):
+    if opt.kind == "seconds":
+        return _check_seconds(opt, value, cli)
+    if opt.kind == "int":
+        return _check_int(opt, value, cli)
+    if opt.kind == "choice":
+        if not isinstance(value, str) or value.lower() not in LOG_LEVELS:
+            _fail(opt, value, "expected one of " + ", ".join(LOG_LEVELS), cli)
+        return value.lower()
+    if opt.name == "server_header":
+        if value is None or value == "":
+            return None
+        if (not isinstance(value, str) or not value.isprintable()
+                or not value.isascii()):
+            _fail(opt, value, "expected printable ASCII text", cli)
+        return value
+    if opt.name == "root_path":
+        if value is None:
+            return ""
+        if not isinstance(value, str):
+            _fail(opt, value, "expected a path such as '/api'", cli)
+        value = value.rstrip("/")
+        if value and (not value.startswith("/") or not value.isprintable()
+                      or "?" in value or "#" in value):
+            _fail(opt, value, "expected a path such as '/api'", cli)
+        return value
+    if opt.name == "access_log":
+        if value is None or value == "":
+            return None
+        if not isinstance(value, (str, os.PathLike)):
+            _fail(opt, value, "expected '-' or a file path", cli)
+        return os.fspath(value)
+    raise AssertionError(opt.name)  # pragma: no cover
+
+
+def validate(values=None, *, cli=False, **kwargs):
+    """Return a complete, checked dict of options.
+
+    ``values`` (and keyword arguments) may hold any subset of the option
+    names. With cli=True numbers may be given as text and messages name
+    the flags (--keepalive). Unknown names and bad values raise
+    ConfigError.
+    """
+    given = dict(values or {})
+    given.update(kwargs)
+    unknown = sorted(set(given) - set(OPTIONS_BY_NAME))
+    if unknown:
+        raise ConfigError("unknown option: " + ", ".join(unknown))
+    result = {}
+    for opt in OPTIONS:
+        value = given.get(opt.name, opt.default)
+        result[opt.name] = _check(opt, value, cli)
+    return result
+
+
+def engine_options(cfg, access_log_fd, log):
+    """The exact options dict the C engine takes."""
+    return {
+        "keepalive": cfg["keepalive"],
+        "timeout_header": cfg["timeout_header"],
+        "timeout_body": cfg["timeout_body"],
+        "timeout_write": cfg["timeout_write"],
+        "limit_request_line": cfg["limit_request_line"],
+        "limit_request_fields": cfg["limit_request_fields"],
+        "limit_request_field_size": cfg["limit_request_field_size"],
+        "limit_request_body": cfg["limit_request_body"],
+        "access_log_fd": access_log_fd,
+        "server_header": cfg["server_header"],
+        "log": log,
+    }
+
+
+class BindSpec:
+    """A parsed bind address: kind is 'tcp', 'unix' or 'fd'."""
+
+    __slots__ = ("text", "kind", "host", "port", "path", "fd")
+
+    def __init__(self, text, kind, host=None, port=None, path=None, fd=None):
+        self.text = text
+        self.kind = kind
+        self.host = host
+        self.port = port
+        self.path = path
+        self.fd = fd
+
+    def __repr__(self):
+        return f"BindSpec({self.text!r})"
+
+    def __eq__(self, other):
+        if not isinstance(other, BindSpec):
+            return NotImplemented
+        return all(getattr(self, s) == getattr(other, s) for s in self.__slots__)
+
+
+_DEFAULT_PORT = 8000
+
+
+def _parse_port(text, spec):
+    if not re.fullmatch(r"[0-9]{1,5}", text) or int(text) > 65535:
+        raise ConfigError(
+            f"invalid bind address {spec!r}: port must be 0-65535")
+    return int(text)
+
+
+def parse_bind(spec):
+    """Parse HOST:PORT, [IPv6]:PORT, HOST, unix:PATH or fd://N."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise ConfigError(f"invalid bind address {spec!r}")
+    text = spec.strip()
+    if text.startswith("unix:"):
+        path = text[len("unix:"):]
+        if path.startswith("//"):
+            path = path[2:]
+        if not path:
+            raise ConfigError(
+                f"invalid bind address {spec!r}: missing unix socket path")
+        if "\0" in path:
+            raise ConfigError(f"invalid bind address {spec!r}: NUL in path")
+        return BindSpec(text, "unix", path=path)
+    if text.startswith("fd://"):
+        num = text[len("fd://"):]
+        if not re.fullmatch(r"[0-9]{1,9}", num):
+            raise ConfigError(
+                f"invalid bind address {spec!r}: expected fd://N, "
+                "N a file descriptor number")
+        return BindSpec(text, "fd", fd=int(num))
+    if text.startswith("["):
+        m = re.fullmatch(r"\[([0-9A-Fa-f:.%a-zA-Z_-]+)\](?::(.*))?", text)
+        if not m:
+            raise ConfigError(
+                f"invalid bind address {spec!r}: expected [IPv6]:PORT")
+        host = m.group(1)
+        port = _DEFAULT_PORT if m.group(2) is None else _parse_port(
+            m.group(2), spec)
+        if ":" not in host:
+            raise ConfigError(
+                f"invalid bind address {spec!r}: brackets are for IPv6 "
+                "addresses")
+        return BindSpec(text, "tcp", host=host, port=port)
+    if "/" in text or " " in text:
+        raise ConfigError(
+            f"invalid bind address {spec!r}: expected HOST:PORT, "
+            "[IPv6]:PORT, unix:PATH or fd://N")
+    if text.count(":") > 1:
+        raise ConfigError(
+            f"invalid bind address {spec!r}: put IPv6 addresses in "
+            "brackets, e.g. [::1]:8000")
+    host, sep, port = text.partition(":")
+    if not host:
+        raise ConfigError(f"invalid bind address {spec!r}: missing host")
+    port = _parse_port(port, spec) if sep else _DEFAULT_PORT
+    return BindSpec(text, "tcp", host=host, port=port)

@@ -1,0 +1,306 @@
+"""Request bodies: Content-Length, chunked, wsgi.input API, 100-continue, unread bodies."""
+import hashlib
+import json
+import os
+import threading
+import time
+
+import pytest
+
+from support import Conn, Recorder, build, chunked, echo_app
+
+
+def test_content_length_body(serve):
+    srv = serve(echo_app)
+    with Conn(srv.address) as c:
+        c.send(build('POST', '/', body=b'hello body'))
+        r = c.read_response()
+    assert r.status == 200 and r.body == b'hello body'
+
+
+def test_content_length_body_arriving_in_pieces(serve):
+    srv = serve(echo_app)
+    body = bytes(range(256)) * 10
+    with Conn(srv.address) as c:
+        c.send(build('POST', '/', [('Content-Length', str(len(body)))]))
+        for i in range(0, len(body), 500):
+            time.sleep(0.01)
+            c.send(body[i:i + 500])
+        r = c.read_response()
+    assert r.body == body
+
+
+def test_chunked_body(serve):
+    seen = {}
+
+    def app(environ, start_response):
+        seen['cl'] = environ.get('CONTENT_LENGTH')
+        seen['terminated'] = environ.get('wsgi.input_terminated')
+        return echo_app(environ, start_response)
+    srv = serve(app)
+    body = b'The quick brown fox jumps over the lazy dog' * 3
+    with Conn(srv.address) as c:
+        c.send(build('POST', '/', [('Transfer-Encoding', 'chunked')], chunked(body, 10)))
+        r = c.read_response()
+        assert r.status == 200 and r.body == body
+    assert seen['terminated'] is True
+    assert seen['cl'] in (None, '')
+
+
+def test_chunked_body_with_extensions(serve):
+    srv = serve(echo_app)
+    data = (b'5;ext=1\r\nhello\r\n'
+            b'6;a=b;c="d e"\r\n world\r\n'
+            b'1;name\r\n!\r\n'
+            b'0;last=yes\r\n\r\n')
+    with Conn(srv.address) as c:
+        c.send(build('POST', '/', [('Transfer-Encoding', 'chunked')], data) + build('GET', '/next'))
+        r = c.read_response()
+        assert r.status == 200 and r.body == b'hello world!'
+        r2 = c.read_response()
+        assert r2.status == 200 and r2.body == b''
+
+
+def test_chunked_body_with_trailers(serve):
+    app = Recorder(echo_app)
+    srv = serve(app)
+    data = b'5\r\nhello\r\n0\r\nX-Trailer: yes\r\nX-Other: 1\r\n\r\n'
+    with Conn(srv.address) as c:
+        c.send(build('POST', '/a', [('Transfer-Encoding', 'chunked')], data) + build('GET', '/b'))
+        r = c.read_response()
+        assert r.status == 200 and r.body == b'hello'
+        r2 = c.read_response()
+        assert r2.status == 200
+    assert app.paths == ['/a', '/b']
+
+
+def test_chunked_body_uppercase_hex_and_leading_zeros(serve):
+    srv = serve(echo_app)
+    body = b'x' * 0x1A + b'y' * 0xff
+    data = b'01A\r\n' + b'x' * 0x1A + b'\r\nFF\r\n' + b'y' * 0xff + b'\r\n000\r\n\r\n'
+    with Conn(srv.address) as c:
+        c.send(build('POST', '/', [('Transfer-Encoding', 'chunked')], data))
+        assert c.read_response().body == body
+
+
+def input_api_app(environ, start_response):
+    inp = environ['wsgi.input']
+    out = {}
+    script = environ['QUERY_STRING']
+    if script == 'read-n':
+        out['parts'] = [inp.read(3).decode(), inp.read(4).decode(), inp.read(1000).decode(), inp.read(10).decode()]
+    elif script == 'read-all':
+        out['parts'] = [inp.read().decode(), inp.read().decode()]
+    elif script == 'read-minus-one':
+        out['parts'] = [inp.read(-1).decode()]
+    elif script == 'readline':
+        out['parts'] = [inp.readline().decode(), inp.readline(3).decode(), inp.readline(100).decode(),
+                        inp.readline().decode(), inp.readline().decode(), inp.readline().decode()]
+    elif script == 'readlines':
+        out['parts'] = [x.decode() for x in inp.readlines()]
+    elif script == 'iter':
+        out['parts'] = [x.decode() for x in inp]
+    elif script == 'mixed':
+        out['parts'] = [inp.readline().decode(), inp.read(2).decode(), inp.readline().decode(),
+                        inp.read().decode()]
+    body = json.dumps(out).encode()
+    start_response('200 OK', [('Content-Type', 'application/json')])
+    return [body]
+
+
+BODY = b'line1\nline2 is longer\nthird\nlast without newline'
+
+
+@pytest.mark.parametrize('encoding', ['length', 'chunked'])
+@pytest.mark.parametrize('script,expected', [
+    ('read-n', ['lin', 'e1\nl', BODY[7:].decode(), '']),
+    ('read-all', [BODY.decode(), '']),
+    ('read-minus-one', [BODY.decode()]),
+    ('readline', ['line1\n', 'lin', 'e2 is longer\n', 'third\n', 'last without newline', '']),
+    ('readlines', ['line1\n', 'line2 is longer\n', 'third\n', 'last without newline']),
+    ('iter', ['line1\n', 'line2 is longer\n', 'third\n', 'last without newline']),
+    ('mixed', ['line1\n', 'li', 'ne2 is longer\n', 'third\nlast without newline']),
+])
+def test_wsgi_input_api(serve, encoding, script, expected):
+    srv = serve(input_api_app)
+    if encoding == 'length':
+        req = build('POST', '/?' + script, body=BODY)
+    else:
+        req = build('POST', '/?' + script, [('Transfer-Encoding', 'chunked')], chunked(BODY, 4))
+    with Conn(srv.address) as c:
+        c.send(req)
+        r = c.read_response()
+    assert r.status == 200, r
+    assert json.loads(r.body)['parts'] == expected
+
+
+def test_wsgi_input_read_zero_and_empty_body(serve):
+    def app(environ, start_response):
+        inp = environ['wsgi.input']
+        parts = [inp.read(0), inp.read(), inp.readline(), inp.read(5)]
+        start_response('200 OK', [])
+        return [repr(parts).encode()]
+    srv = serve(app)
+    with Conn(srv.address) as c:
+        c.send(build('GET', '/'))
+        assert c.read_response().body == repr([b'', b'', b'', b'']).encode()
+        c.send(build('POST', '/', [('Content-Length', '0')]))
+        assert c.read_response().body == repr([b'', b'', b'', b'']).encode()
+
+
+def hashing_app(environ, start_response):
+    inp = environ['wsgi.input']
+    h = hashlib.sha256()
+    n = 0
+    biggest = 0
+    while True:
+        data = inp.read(65536)
+        if not data:
+            break
+        biggest = max(biggest, len(data))
+        n += len(data)
+        h.update(data)
+    start_response('200 OK', [('Content-Type', 'text/plain')])
+    return [('%s %d %d' % (h.hexdigest(), n, biggest)).encode()]
+
+
+def _send_in_thread(conn, data):
+    errors = []
+
+    def run():
+        try:
+            conn.send(data)
+        except OSError as e:
+            errors.append(e)
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t, errors
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize('encoding', ['length', 'chunked'])
+def test_big_body_streamed(serve, encoding):
+    srv = serve(hashing_app)
+    body = os.urandom(10 * 1024 * 1024)
+    if encoding == 'length':
+        req = build('POST', '/', [('Content-Length', str(len(body)))]) + body
+    else:
+        req = build('POST', '/', [('Transfer-Encoding', 'chunked')]) + chunked(body, 100000)
+    with Conn(srv.address, timeout=30) as c:
+        t, errors = _send_in_thread(c, req)
+        r = c.read_response()
+        t.join(30)
+    assert not errors
+    digest, n, biggest = r.body.decode().split()
+    assert digest == hashlib.sha256(body).hexdigest()
+    assert int(n) == len(body)
+    assert 0 < int(biggest) <= 65536
+
+
+# -- Expect: 100-continue ---------------------------------------------------
+
+def test_expect_100_continue_sent_when_app_reads(serve):
+    marks = {}
+
+    def app(environ, start_response):
+        time.sleep(0.4)  # the 100 must not be sent before the app reads
+        marks['read_at'] = time.monotonic()
+        body = environ['wsgi.input'].read()
+        start_response('200 OK', [])
+        return [body]
+    srv = serve(app)
+    with Conn(srv.address) as c:
+        c.send(build('POST', '/', [('Content-Length', '5'), ('Expect', '100-continue')]))
+        line = c.read_line()
+        got_at = time.monotonic()
+        assert line == b'HTTP/1.1 100 Continue'
+        assert c.read_line() == b''
+        c.send(b'hello')
+        r = c.read_response(interim_ok=False)
+    assert got_at >= marks['read_at'] - 0.01
+    assert r.status == 200 and r.body == b'hello'
+
+
+def test_expect_100_continue_chunked(serve):
+    srv = serve(echo_app)
+    with Conn(srv.address) as c:
+        c.send(build('POST', '/', [('Transfer-Encoding', 'chunked'), ('Expect', '100-continue')]))
+        assert c.read_line() == b'HTTP/1.1 100 Continue'
+        assert c.read_line() == b''
+        c.send(chunked(b'hello there'))
+        r = c.read_response(interim_ok=False)
+    assert r.status == 200 and r.body == b'hello there'
+
+
+def test_expect_100_continue_not_sent_if_app_does_not_read(serve):
+    app = Recorder(lambda e, s: (s('403 Forbidden', [('Content-Type', 'text/plain')]), [b'no'])[1])
+    srv = serve(app)
+    evil = build('GET', '/evil')
+    with Conn(srv.address) as c:
+        c.send(build('POST', '/upload', [('Content-Length', str(len(evil))), ('Expect', '100-continue')]))
+        # the final response comes without us ever sending the body
+        r = c.read_response(interim_ok=False)
+        assert r.status == 403 and r.body == b'no'
+        assert r.interim == []
+        # now the client sends the body anyway, then a real request
+        c.try_send(evil + build('GET', '/next'))
+        try:
+            r2 = c.read_response(interim_ok=False)
+        except Exception:
+            r2 = None  # connection closed: acceptable
+        if r2 is not None:
+            assert r2.status == 403
+    assert '/evil' not in app.paths
+    assert app.paths[0] == '/upload'
+
+
+def test_expect_100_continue_not_sent_for_http10(serve):
+    srv = serve(echo_app)
+    with Conn(srv.address) as c:
+        c.send(b'POST / HTTP/1.0\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\nhello')
+        r = c.read_response(interim_ok=False)
+    assert r.status == 200 and r.body == b'hello'
+
+
+# -- unread bodies are never parsed as requests ------------------------------
+
+@pytest.mark.parametrize('encoding', ['length', 'chunked'])
+def test_unread_body_is_not_a_request(serve, encoding):
+    app = Recorder()  # hello_app, never reads wsgi.input
+    srv = serve(app)
+    evil = build('GET', '/evil')
+    if encoding == 'length':
+        req = build('POST', '/upload', [('Content-Length', str(len(evil)))]) + evil
+    else:
+        req = build('POST', '/upload', [('Transfer-Encoding', 'chunked')]) + chunked(evil, 5)
+    with Conn(srv.address) as c:
+        c.send(req + build('GET', '/next'))
+        r = c.read_response()
+        assert r.status == 200 and r.body == b'hello'
+        try:
+            r2 = c.read_response()
+        except Exception:
+            r2 = None  # closed instead of draining: acceptable
+        if r2 is not None:
+            assert r2.status == 200
+    assert '/evil' not in app.paths
+    assert app.paths[0] == '/upload'
+    assert set(app.paths) <= {'/upload', '/next'}
+
+
+def test_partially_read_body_is_not_a_request(serve):
+    def app(environ, start_response):
+        environ['wsgi.input'].read(3)
+        start_response('200 OK', [])
+        return [b'ok']
+    rec = Recorder(app)
+    srv = serve(rec)
+    evil = b'xx\r\n' + build('GET', '/evil')
+    with Conn(srv.address) as c:
+        c.send(build('POST', '/upload', body=evil) + build('GET', '/next'))
+        assert c.read_response().body == b'ok'
+        try:
+            c.read_response()
+        except Exception:
+            pass
+    assert '/evil' not in rec.paths

@@ -1,0 +1,256 @@
+"""Keep-alive, pipelining, HEAD and bodiless statuses, over raw sockets."""
+import time
+
+import pytest
+
+from support import Conn, Recorder, build, chunked, echo_app, path_app
+
+
+def gen_app(environ, start_response):
+    start_response('200 OK', [('Content-Type', 'text/plain')])
+
+    def body():
+        yield b'abc'
+        yield b'def'
+    return body()
+
+
+# -- keep-alive ----------------------------------------------------------
+
+def test_http11_keepalive_by_default(serve):
+    app = Recorder(path_app)
+    srv = serve(app)
+    with Conn(srv.address) as c:
+        for i in range(5):
+            c.send(build('GET', '/r%d' % i))
+            r = c.read_response()
+            assert r.status == 200
+            assert r.body == b'/r%d' % i
+            assert 'close' not in r.tokens('connection')
+        assert c.is_open()
+    assert app.paths == ['/r%d' % i for i in range(5)]
+    # all five requests came in on the same client port
+    assert len({e['REMOTE_PORT'] for e in app.environs}) == 1
+
+
+def test_http11_keepalive_after_chunked_response(serve):
+    srv = serve(gen_app)
+    with Conn(srv.address) as c:
+        for _ in range(3):
+            c.send(build('GET', '/'))
+            r = c.read_response()
+            assert r.status == 200 and r.chunked and r.body == b'abcdef'
+        assert c.is_open()
+
+
+def test_http10_closes_by_default(serve):
+    srv = serve(path_app)
+    with Conn(srv.address) as c:
+        c.send(b'GET /a HTTP/1.0\r\n\r\n')
+        r = c.read_response()
+        assert r.status == 200 and r.body == b'/a'
+        assert 'keep-alive' not in r.tokens('connection')
+        c.expect_close()
+
+
+def test_http10_keepalive_requested(serve):
+    srv = serve(path_app)
+    with Conn(srv.address) as c:
+        for p in ('/a', '/b', '/c'):
+            c.send(('GET %s HTTP/1.0\r\nConnection: keep-alive\r\n\r\n' % p).encode())
+            r = c.read_response()
+            assert r.status == 200 and r.body == p.encode()
+            assert 'keep-alive' in r.tokens('connection')
+            assert r.has('content-length')
+        assert c.is_open()
+
+
+def test_http10_keepalive_with_unknown_length_is_close_delimited(serve):
+    srv = serve(gen_app)
+    with Conn(srv.address) as c:
+        c.send(b'GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n')
+        r = c.read_response()
+        assert r.status == 200
+        assert not r.chunked and not r.has('content-length')
+        assert r.body == b'abcdef'
+        assert c.eof
+
+
+def test_connection_close_closes_after_response(serve):
+    app = Recorder(path_app)
+    srv = serve(app)
+    with Conn(srv.address) as c:
+        c.send(build('GET', '/x', [('Connection', 'close')]))
+        r = c.read_response()
+        assert r.status == 200 and r.body == b'/x'
+        assert 'close' in r.tokens('connection')
+        c.expect_close()
+
+
+def test_connection_close_in_pipeline_stops_there(serve):
+    app = Recorder(path_app)
+    srv = serve(app)
+    with Conn(srv.address) as c:
+        c.send(build('GET', '/1') + build('GET', '/2', [('Connection', 'close')]) + build('GET', '/3'))
+        assert c.read_response().body == b'/1'
+        assert c.read_response().body == b'/2'
+        assert c.expect_close() == b''
+    assert app.paths == ['/1', '/2']
+
+
+def test_idle_keepalive_timeout(serve):
+    srv = serve(path_app, keepalive=0.5)
+    with Conn(srv.address) as c:
+        c.send(build('GET', '/'))
+        assert c.read_response().status == 200
+        t0 = time.monotonic()
+        assert c.expect_close(timeout=3.0) == b''
+        elapsed = time.monotonic() - t0
+    assert 0.3 <= elapsed <= 2.5, elapsed
+
+
+def test_idle_keepalive_timer_restarts_per_request(serve):
+    srv = serve(path_app, keepalive=0.6)
+    with Conn(srv.address) as c:
+        # 4 requests 0.3 s apart: 1.2 s in all, longer than the idle timeout
+        for _ in range(4):
+            c.send(build('GET', '/'))
+            assert c.read_response().status == 200
+            time.sleep(0.3)
+        c.send(build('GET', '/'))
+        assert c.read_response().status == 200
+
+
+def test_keepalive_zero_disables(serve):
+    srv = serve(path_app, keepalive=0)
+    with Conn(srv.address) as c:
+        c.send(build('GET', '/'))
+        r = c.read_response()
+        assert r.status == 200
+        assert 'close' in r.tokens('connection')
+        c.expect_close()
+
+
+# -- pipelining ------------------------------------------------------------
+
+def test_pipelined_gets_in_order(serve):
+    app = Recorder(path_app)
+    srv = serve(app)
+    with Conn(srv.address) as c:
+        c.send(b''.join(build('GET', '/p%d' % i) for i in range(10)))
+        for i in range(10):
+            r = c.read_response()
+            assert r.status == 200
+            assert r.body == b'/p%d' % i
+        assert c.is_open()
+    assert app.paths == ['/p%d' % i for i in range(10)]
+
+
+def test_pipelined_gets_with_streamed_responses(serve):
+    srv = serve(gen_app)
+    with Conn(srv.address) as c:
+        c.send(build('GET', '/') * 10)
+        for i in range(10):
+            r = c.read_response()
+            assert r.status == 200 and r.body == b'abcdef'
+
+
+def test_pipelined_posts_with_bodies(serve):
+    app = Recorder(echo_app)
+    srv = serve(app)
+    bodies = [b'', b'a', b'hello world', bytes(range(256)) * 40, b'GET / HTTP/1.1\r\n\r\n']
+    data = b''
+    for i, b in enumerate(bodies):
+        if i % 2:
+            data += build('POST', '/c%d' % i, [('Transfer-Encoding', 'chunked')], chunked(b, 100))
+        else:
+            data += build('POST', '/l%d' % i, [('Content-Length', str(len(b)))], b)
+    with Conn(srv.address) as c:
+        c.send(data)
+        for b in bodies:
+            r = c.read_response()
+            assert r.status == 200
+            assert r.body == b
+    assert app.calls == len(bodies)
+
+
+def test_pipelined_bad_request_in_the_middle(serve):
+    app = Recorder(path_app)
+    srv = serve(app)
+    bad = b'GET /bad HTTP/1.1\r\nHost: x\r\nBad Header: y\r\n\r\n'
+    data = build('GET', '/1') + build('GET', '/2') + build('GET', '/3') + bad \
+        + build('GET', '/4') + build('GET', '/5')
+    with Conn(srv.address) as c:
+        c.send(data)
+        for i in (1, 2, 3):
+            r = c.read_response()
+            assert r.status == 200 and r.body == b'/%d' % i
+        r = c.read_response()
+        assert r.status == 400
+        c.expect_close()
+    assert app.paths == ['/1', '/2', '/3']
+
+
+def test_pipelined_requests_split_across_packets(serve):
+    app = Recorder(path_app)
+    srv = serve(app)
+    data = b''.join(build('GET', '/s%d' % i) for i in range(5))
+    with Conn(srv.address) as c:
+        for i in range(0, len(data), 7):
+            c.send(data[i:i + 7])
+            time.sleep(0.002)
+        for i in range(5):
+            assert c.read_response().body == b'/s%d' % i
+
+
+# -- HEAD, 204, 304 --------------------------------------------------------
+
+def test_head_same_headers_no_body(serve):
+    srv = serve(lambda e, s: (s('200 OK', [('Content-Type', 'text/plain')]), [b'hello world'])[1])
+    with Conn(srv.address) as c:
+        c.send(build('GET', '/'))
+        g = c.read_response()
+        # HEAD then GET pipelined: if HEAD carried any body, the GET would not parse
+        c.send(build('HEAD', '/') + build('GET', '/'))
+        h = c.read_response('HEAD')
+        g2 = c.read_response()
+    assert g.body == b'hello world' and g.header('content-length') == '11'
+    assert h.status == 200
+    assert h.header('content-length') == '11'
+    assert h.header('content-type') == 'text/plain'
+    assert h.body == b''
+    assert g2.status == 200 and g2.body == b'hello world'
+
+
+def test_head_with_streamed_body_sends_no_body(serve):
+    srv = serve(gen_app)
+    with Conn(srv.address) as c:
+        c.send(build('HEAD', '/') + build('GET', '/x'))
+        h = c.read_response('HEAD')
+        g = c.read_response()
+    assert h.status == 200 and h.body == b''
+    assert g.status == 200 and g.body == b'abcdef'
+
+
+@pytest.mark.parametrize('status', ['204 No Content', '304 Not Modified'])
+@pytest.mark.parametrize('kind', ['empty-list', 'empty-bytes', 'generator'])
+def test_bodiless_status(serve, status, kind):
+    def app(environ, start_response):
+        start_response(status, [('X-Kind', kind)])
+        if kind == 'empty-list':
+            return []
+        if kind == 'empty-bytes':
+            return [b'']
+        return iter([b''])
+    srv = serve(app)
+    with Conn(srv.address) as c:
+        c.send(build('GET', '/') + build('GET', '/'))
+        for _ in range(2):
+            r = c.read_response()
+            assert r.status == int(status[:3])
+            assert r.header('x-kind') == kind
+            assert not r.has('content-length'), r
+            assert not r.has('transfer-encoding'), r
+        # nothing more must follow the two heads
+        assert c.is_open()
+        assert c.buf == b''
