@@ -6,11 +6,16 @@
 
 #include "lx.h"
 
-static atomic_long live_buffers;
+static atomic_long live_buffers, pooled_buffers;
 
 long lx_buf_live(void)
 {
     return atomic_load(&live_buffers);
+}
+
+long lx_buf_pooled(void)
+{
+    return atomic_load(&pooled_buffers);
 }
 
 void lx_bufpool_init(lx_bufpool_t *p, size_t size, size_t max_free)
@@ -28,6 +33,7 @@ void lx_bufpool_clear(lx_bufpool_t *p)
         p->free = b->next;
         free(b);
         atomic_fetch_sub(&live_buffers, 1);
+        atomic_fetch_sub(&pooled_buffers, 1);
     }
     p->nfree = 0;
 }
@@ -50,6 +56,7 @@ lx_buf_t *lx_buf_get(lx_bufpool_t *p)
     if (b != NULL) {
         p->free = b->next;
         p->nfree--;
+        atomic_fetch_sub(&pooled_buffers, 1);
         b->len = b->off = 0;
         b->next = NULL;
         return b;
@@ -65,6 +72,7 @@ void lx_buf_put(lx_bufpool_t *p, lx_buf_t *b)
         b->next = p->free;
         p->free = b;
         p->nfree++;
+        atomic_fetch_add(&pooled_buffers, 1);
         return;
     }
     free(b);

@@ -32,8 +32,10 @@ void lx_buf_put(lx_bufpool_t *p, lx_buf_t *b);
 /* Make room for at least need bytes of free space, compacting first and
  * then growing (doubling) up to max_cap. *b may move. 0 or LX_ERR. */
 int lx_buf_reserve(lx_bufpool_t *p, lx_buf_t **b, size_t need, size_t max_cap);
-/* Live buffers in the process (pooled ones included): a debug counter. */
+/* Debug counters for the process: buffers allocated (pooled ones
+ * included), and those of them waiting in free lists. */
 long lx_buf_live(void);
+long lx_buf_pooled(void);
 
 static inline size_t lx_buf_avail(const lx_buf_t *b)
 {

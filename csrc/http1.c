@@ -18,22 +18,22 @@
 #define C_HEX 0x08    /* HEXDIG */
 
 static const unsigned char ctab[256] = {
-    0,  0,  0,  0,  0,  0,  0,  0,  0,  4,  0,  0,  0,  0,  0,  0,  /* 0x00 */
-    0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  /* 0x10 */
-    4,  7,  6,  5,  7,  7,  7,  7,  6,  6,  7,  7,  6,  7,  7,  6,  /* 0x20 */
-    15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 6,  6,  6,  6,  6,  6,  /* 0x30 */
-    6,  15, 15, 15, 15, 15, 15, 7,  7,  7,  7,  7,  7,  7,  7,  7,  /* 0x40 */
-    7,  7,  7,  7,  7,  7,  7,  7,  7,  7,  7,  6,  6,  6,  7,  7,  /* 0x50 */
-    7,  15, 15, 15, 15, 15, 15, 7,  7,  7,  7,  7,  7,  7,  7,  7,  /* 0x60 */
-    7,  7,  7,  7,  7,  7,  7,  7,  7,  7,  7,  6,  7,  6,  7,  0,  /* 0x70 */
-    6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  /* 0x80 */
-    6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  /* 0x90 */
-    6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  /* 0xa0 */
-    6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  /* 0xb0 */
-    6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  /* 0xc0 */
-    6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  /* 0xd0 */
-    6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  /* 0xe0 */
-    6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  /* 0xf0 */
+    0,  0,  0,  0,  0,  0,  0,  0,  0,  4,  0, 0, 0, 0, 0, 0, /* 0x00 */
+    0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0, 0, 0, 0, 0, 0, /* 0x10 */
+    4,  7,  6,  5,  7,  7,  7,  7,  6,  6,  7, 7, 6, 7, 7, 6, /* 0x20 */
+    15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 6, 6, 6, 6, 6, 6, /* 0x30 */
+    6,  15, 15, 15, 15, 15, 15, 7,  7,  7,  7, 7, 7, 7, 7, 7, /* 0x40 */
+    7,  7,  7,  7,  7,  7,  7,  7,  7,  7,  7, 6, 6, 6, 7, 7, /* 0x50 */
+    7,  15, 15, 15, 15, 15, 15, 7,  7,  7,  7, 7, 7, 7, 7, 7, /* 0x60 */
+    7,  7,  7,  7,  7,  7,  7,  7,  7,  7,  7, 6, 7, 6, 7, 0, /* 0x70 */
+    6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  6, 6, 6, 6, 6, 6, /* 0x80 */
+    6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  6, 6, 6, 6, 6, 6, /* 0x90 */
+    6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  6, 6, 6, 6, 6, 6, /* 0xa0 */
+    6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  6, 6, 6, 6, 6, 6, /* 0xb0 */
+    6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  6, 6, 6, 6, 6, 6, /* 0xc0 */
+    6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  6, 6, 6, 6, 6, 6, /* 0xd0 */
+    6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  6, 6, 6, 6, 6, 6, /* 0xe0 */
+    6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  6, 6, 6, 6, 6, 6, /* 0xf0 */
 };
 
 typedef const unsigned char *uptr;
@@ -52,17 +52,26 @@ typedef const unsigned char *uptr;
 static inline uptr scan_class(uptr p, uptr e, unsigned cls)
 {
     while (e - p >= 8) {
-        if (!(ctab[p[0]] & cls)) return p;
-        if (!(ctab[p[1]] & cls)) return p + 1;
-        if (!(ctab[p[2]] & cls)) return p + 2;
-        if (!(ctab[p[3]] & cls)) return p + 3;
-        if (!(ctab[p[4]] & cls)) return p + 4;
-        if (!(ctab[p[5]] & cls)) return p + 5;
-        if (!(ctab[p[6]] & cls)) return p + 6;
-        if (!(ctab[p[7]] & cls)) return p + 7;
+        if (!(ctab[p[0]] & cls))
+            return p;
+        if (!(ctab[p[1]] & cls))
+            return p + 1;
+        if (!(ctab[p[2]] & cls))
+            return p + 2;
+        if (!(ctab[p[3]] & cls))
+            return p + 3;
+        if (!(ctab[p[4]] & cls))
+            return p + 4;
+        if (!(ctab[p[5]] & cls))
+            return p + 5;
+        if (!(ctab[p[6]] & cls))
+            return p + 6;
+        if (!(ctab[p[7]] & cls))
+            return p + 7;
         p += 8;
     }
-    while (p < e && (ctab[*p] & cls)) p++;
+    while (p < e && (ctab[*p] & cls))
+        p++;
     return p;
 }
 
@@ -71,15 +80,20 @@ static inline uptr scan_class(uptr p, uptr e, unsigned cls)
  * maps no other token or field-value byte onto those characters. */
 static inline int lit_ieq(uptr s, size_t n, const char *lit, size_t litlen)
 {
-    if (n != litlen) return 0;
+    if (n != litlen)
+        return 0;
     for (size_t i = 0; i < n; i++)
-        if ((s[i] | 0x20) != (unsigned char)lit[i]) return 0;
+        if ((s[i] | 0x20) != (unsigned char)lit[i])
+            return 0;
     return 1;
 }
 
 #define LIT(s) s, sizeof(s) - 1
 
-static inline int is_ows(unsigned c) { return c == ' ' || c == '\t'; }
+static inline int is_ows(unsigned c)
+{
+    return c == ' ' || c == '\t';
+}
 
 /* Header facts gathered while parsing, checked at the end of the head. */
 typedef struct {
@@ -100,12 +114,16 @@ typedef struct {
 static uptr next_elem(uptr p, uptr e, uptr *es, uptr *ee)
 {
     for (;;) {
-        while (p < e && (is_ows(*p) || *p == ',')) p++;
-        if (p == e) return NULL;
+        while (p < e && (is_ows(*p) || *p == ','))
+            p++;
+        if (p == e)
+            return NULL;
         uptr s = p;
-        while (p < e && *p != ',') p++;
+        while (p < e && *p != ',')
+            p++;
         uptr t = p;
-        while (t > s && is_ows(t[-1])) t--;
+        while (t > s && is_ows(t[-1]))
+            t--;
         *es = s;
         *ee = t;
         return p;
@@ -120,18 +138,24 @@ static int header_semantics(facts_t *f, uptr n, size_t nlen, uptr v,
 
     switch (nlen) {
     case 4:
-        if (!lit_ieq(n, nlen, LIT("host"))) return 0;
-        if (f->host_seen) return 400;
+        if (!lit_ieq(n, nlen, LIT("host")))
+            return 0;
+        if (f->host_seen)
+            return 400;
         f->host_seen = 1;
         for (size_t i = 0; i < vlen; i++)
-            if (is_ows(v[i])) return 400;
+            if (is_ows(v[i]))
+                return 400;
         return 0;
     case 6:
-        if (!lit_ieq(n, nlen, LIT("expect"))) return 0;
-        if (lit_ieq(v, vlen, LIT("100-continue"))) f->expect100 = 1;
+        if (!lit_ieq(n, nlen, LIT("expect")))
+            return 0;
+        if (lit_ieq(v, vlen, LIT("100-continue")))
+            f->expect100 = 1;
         return 0;
     case 10:
-        if (!lit_ieq(n, nlen, LIT("connection"))) return 0;
+        if (!lit_ieq(n, nlen, LIT("connection")))
+            return 0;
         q = v;
         while ((q = next_elem(q, ve, &es, &ee)) != NULL) {
             size_t el = (size_t)(ee - es);
@@ -144,16 +168,20 @@ static int header_semantics(facts_t *f, uptr n, size_t nlen, uptr v,
         }
         return 0;
     case 14:
-        if (!lit_ieq(n, nlen, LIT("content-length"))) return 0;
+        if (!lit_ieq(n, nlen, LIT("content-length")))
+            return 0;
         /* A second one, even equal, and any sign, space or list are refused:
          * two parsers that disagree on the length is how smuggling starts. */
-        if (f->cl_seen || f->te_seen) return 400;
-        if (vlen == 0 || vlen > 18) return 400;
+        if (f->cl_seen || f->te_seen)
+            return 400;
+        if (vlen == 0 || vlen > 18)
+            return 400;
         {
             int64_t x = 0;
             for (size_t i = 0; i < vlen; i++) {
                 unsigned d = (unsigned)v[i] - '0';
-                if (d > 9) return 400;
+                if (d > 9)
+                    return 400;
                 x = x * 10 + (int64_t)d;
             }
             f->content_length = x;
@@ -161,16 +189,21 @@ static int header_semantics(facts_t *f, uptr n, size_t nlen, uptr v,
         f->cl_seen = 1;
         return 0;
     case 17:
-        if (!lit_ieq(n, nlen, LIT("transfer-encoding"))) return 0;
-        if (minor == 0 || f->cl_seen) return 400;
-        if (vlen == 0) return 400;
+        if (!lit_ieq(n, nlen, LIT("transfer-encoding")))
+            return 0;
+        if (minor == 0 || f->cl_seen)
+            return 400;
+        if (vlen == 0)
+            return 400;
         f->te_seen = 1;
         q = v;
         while ((q = next_elem(q, ve, &es, &ee)) != NULL) {
             /* Only bare tokens: a parameter or anything odd is a 400. */
             for (uptr c = es; c < ee; c++)
-                if (!(ctab[*c] & C_TCHAR)) return 400;
-            if (f->te_chunked) return 400; /* chunked twice, or not last */
+                if (!(ctab[*c] & C_TCHAR))
+                    return 400;
+            if (f->te_chunked)
+                return 400; /* chunked twice, or not last */
             if (lit_ieq(es, (size_t)(ee - es), LIT("chunked")))
                 f->te_chunked = 1;
             else
@@ -193,7 +226,8 @@ int lx_http1_parse_request(const char *buf, size_t len, lx_http1_req_t *req,
     int st = 400, minor;
     facts_t f;
 
-    if (req->num_headers < max_hdrs) max_hdrs = req->num_headers;
+    if (req->num_headers < max_hdrs)
+        max_hdrs = req->num_headers;
     memset(&f, 0, sizeof f);
     req->flags = 0;
     req->content_length = -1;
@@ -201,12 +235,17 @@ int lx_http1_parse_request(const char *buf, size_t len, lx_http1_req_t *req,
     /* Empty lines before the request line (RFC 9112 2.2), bounded so that a
      * stream of CRLFs cannot grow the caller's buffer forever. */
     for (;;) {
-        if (p == end) return LX_AGAIN;
-        if (*p != '\r') break;
-        if (end - p < 2) return LX_AGAIN;
-        if (p[1] != '\n') goto fail;
+        if (p == end)
+            return LX_AGAIN;
+        if (*p != '\r')
+            break;
+        if (end - p < 2)
+            return LX_AGAIN;
+        if (p[1] != '\n')
+            goto fail;
         p += 2;
-        if ((size_t)(p - start) > max_line) goto fail;
+        if ((size_t)(p - start) > max_line)
+            goto fail;
     }
 
     /* request-line. Content may occupy positions [0, max_line); at position
@@ -215,25 +254,28 @@ int lx_http1_parse_request(const char *buf, size_t len, lx_http1_req_t *req,
     line = p;
     ce = ((size_t)(end - line) > max_line) ? line + max_line : end;
 
-#define AT_LINE_END(lim_status)                  \
-    do {                                         \
-        if (p == end) return LX_AGAIN;           \
-        if (p == ce && *p != '\r') {             \
-            st = (lim_status);                   \
-            goto fail;                           \
-        }                                        \
+#define AT_LINE_END(lim_status)      \
+    do {                             \
+        if (p == end)                \
+            return LX_AGAIN;         \
+        if (p == ce && *p != '\r') { \
+            st = (lim_status);       \
+            goto fail;               \
+        }                            \
     } while (0)
 
     p = scan_class(p, ce, C_TCHAR);
     AT_LINE_END(414);
-    if (p == line || *p != ' ') goto fail;
+    if (p == line || *p != ' ')
+        goto fail;
     req->method.base = (const char *)line;
     req->method.len = (size_t)(p - line);
     tok = ++p;
 
     p = scan_class(p, ce, C_TARGET);
     AT_LINE_END(414);
-    if (p == tok || *p != ' ') goto fail;
+    if (p == tok || *p != ' ')
+        goto fail;
     req->target.base = (const char *)tok;
     req->target.len = (size_t)(p - tok);
     {
@@ -256,15 +298,19 @@ int lx_http1_parse_request(const char *buf, size_t len, lx_http1_req_t *req,
         AT_LINE_END(414);
         unsigned c = *p;
         if (i == 5 || i == 7) {
-            if (c - '0' > 9) goto fail;
+            if (c - '0' > 9)
+                goto fail;
         } else if (c != (unsigned char)"HTTP/x.y"[i]) {
             goto fail;
         }
     }
     AT_LINE_END(414);
-    if (*p != '\r') goto fail;
-    if (end - p < 2) return LX_AGAIN;
-    if (p[1] != '\n') goto fail;
+    if (*p != '\r')
+        goto fail;
+    if (end - p < 2)
+        return LX_AGAIN;
+    if (p[1] != '\n')
+        goto fail;
     p += 2;
     if (tok[5] != '1' || tok[7] > '1') {
         st = 505;
@@ -277,14 +323,18 @@ int lx_http1_parse_request(const char *buf, size_t len, lx_http1_req_t *req,
     for (;;) {
         uptr name, name_end, val, val_end;
 
-        if (p == end) return LX_AGAIN;
+        if (p == end)
+            return LX_AGAIN;
         if (*p == '\r') {
-            if (end - p < 2) return LX_AGAIN;
-            if (p[1] != '\n') goto fail;
+            if (end - p < 2)
+                return LX_AGAIN;
+            if (p[1] != '\n')
+                goto fail;
             p += 2;
             break;
         }
-        if (is_ows(*p)) goto fail; /* obs-fold */
+        if (is_ows(*p))
+            goto fail; /* obs-fold */
         if (n >= max_hdrs) {
             st = 431;
             goto fail;
@@ -294,20 +344,27 @@ int lx_http1_parse_request(const char *buf, size_t len, lx_http1_req_t *req,
 
         p = scan_class(p, ce, C_TCHAR);
         AT_LINE_END(431);
-        if (p == name || *p != ':') goto fail;
+        if (p == name || *p != ':')
+            goto fail;
         name_end = p++;
-        while (p < ce && is_ows(*p)) p++;
+        while (p < ce && is_ows(*p))
+            p++;
         val = p;
         p = scan_class(p, ce, C_VALUE);
-        if (p == end) return LX_AGAIN;
+        if (p == end)
+            return LX_AGAIN;
         if (*p != '\r') {
-            if (p == ce) st = 431;
+            if (p == ce)
+                st = 431;
             goto fail;
         }
-        if (end - p < 2) return LX_AGAIN;
-        if (p[1] != '\n') goto fail;
+        if (end - p < 2)
+            return LX_AGAIN;
+        if (p[1] != '\n')
+            goto fail;
         val_end = p;
-        while (val_end > val && is_ows(val_end[-1])) val_end--;
+        while (val_end > val && is_ows(val_end[-1]))
+            val_end--;
         p += 2;
 
         req->headers[n].name.base = (const char *)name;
@@ -324,22 +381,27 @@ int lx_http1_parse_request(const char *buf, size_t len, lx_http1_req_t *req,
     }
 #undef AT_LINE_END
 
-    if (minor == 1 && !f.host_seen) goto fail;
+    if (minor == 1 && !f.host_seen)
+        goto fail;
     if (f.te_seen) {
         if (f.te_other) {
             st = 501;
             goto fail;
         }
-        if (!f.te_chunked) goto fail; /* only empty list elements */
+        if (!f.te_chunked)
+            goto fail; /* only empty list elements */
         req->flags |= LX_REQ_CHUNKED | LX_REQ_HAS_BODY;
     } else if (f.cl_seen) {
         req->content_length = f.content_length;
-        if (f.content_length > 0) req->flags |= LX_REQ_HAS_BODY;
+        if (f.content_length > 0)
+            req->flags |= LX_REQ_HAS_BODY;
     }
     if (!f.conn_close && (minor == 1 || f.conn_keepalive))
         req->flags |= LX_REQ_KEEPALIVE;
-    if (f.conn_upgrade) req->flags |= LX_REQ_UPGRADE;
-    if (f.expect100 && minor == 1) req->flags |= LX_REQ_EXPECT_100;
+    if (f.conn_upgrade)
+        req->flags |= LX_REQ_UPGRADE;
+    if (f.expect100 && minor == 1)
+        req->flags |= LX_REQ_EXPECT_100;
     if ((size_t)(p - start) > (size_t)INT_MAX) {
         st = 431;
         goto fail;
@@ -384,7 +446,10 @@ enum {
 #define CH_MAX_TRAILERS 64
 #define CH_MAX_HEX 16
 
-void lx_chunked_init(lx_chunked_t *d) { memset(d, 0, sizeof *d); }
+void lx_chunked_init(lx_chunked_t *d)
+{
+    memset(d, 0, sizeof *d);
+}
 
 void lx_chunked_take(lx_chunked_t *d, uint64_t n)
 {
@@ -412,7 +477,8 @@ int lx_chunked_parse(lx_chunked_t *d, const char *buf, size_t len,
                 goto out;
             }
             state = CH_DATA_CR;
-            if (p == end) break;
+            if (p == end)
+                break;
         } else if (state == CH_END) {
             rc = LX_CHUNKED_END;
             goto out;
@@ -426,16 +492,19 @@ int lx_chunked_parse(lx_chunked_t *d, const char *buf, size_t len,
 
         switch (state) {
         case CH_SIZE_START:
-            if (!(ctab[c] & C_HEX)) goto fail;
+            if (!(ctab[c] & C_HEX))
+                goto fail;
             d->remaining = 0;
             state = CH_SIZE;
             FALLTHROUGH;
         case CH_SIZE:
             if (ctab[c] & C_HEX) {
                 /* the digits open the line, so line_len counts them */
-                if (d->line_len > CH_MAX_HEX) goto fail;
-                d->remaining = (d->remaining << 4) |
-                               (uint64_t)((c <= '9') ? c - '0' : (c | 0x20) - 'a' + 10);
+                if (d->line_len > CH_MAX_HEX)
+                    goto fail;
+                d->remaining =
+                    (d->remaining << 4) |
+                    (uint64_t)((c <= '9') ? c - '0' : (c | 0x20) - 'a' + 10);
                 break;
             }
             FALLTHROUGH;
@@ -451,12 +520,15 @@ int lx_chunked_parse(lx_chunked_t *d, const char *buf, size_t len,
                 goto fail;
             break;
         case CH_EXT_NAME_START:
-            if (is_ows(c)) break;
-            if (!(ctab[c] & C_TCHAR)) goto fail;
+            if (is_ows(c))
+                break;
+            if (!(ctab[c] & C_TCHAR))
+                goto fail;
             state = CH_EXT_NAME;
             break;
         case CH_EXT_NAME:
-            if (ctab[c] & C_TCHAR) break;
+            if (ctab[c] & C_TCHAR)
+                break;
             FALLTHROUGH;
         case CH_EXT_NAME_BWS:
             if (is_ows(c))
@@ -471,7 +543,8 @@ int lx_chunked_parse(lx_chunked_t *d, const char *buf, size_t len,
                 goto fail;
             break;
         case CH_EXT_VAL_START:
-            if (is_ows(c)) break;
+            if (is_ows(c))
+                break;
             if (c == '"')
                 state = CH_EXT_VAL_QUOTED;
             else if (ctab[c] & C_TCHAR)
@@ -480,7 +553,8 @@ int lx_chunked_parse(lx_chunked_t *d, const char *buf, size_t len,
                 goto fail;
             break;
         case CH_EXT_VAL_TOKEN:
-            if (ctab[c] & C_TCHAR) break;
+            if (ctab[c] & C_TCHAR)
+                break;
             if (is_ows(c))
                 state = CH_EXT_BWS;
             else if (c == ';')
@@ -499,11 +573,13 @@ int lx_chunked_parse(lx_chunked_t *d, const char *buf, size_t len,
                 goto fail;
             break;
         case CH_EXT_VAL_QPAIR:
-            if (!(ctab[c] & C_VALUE)) goto fail;
+            if (!(ctab[c] & C_VALUE))
+                goto fail;
             state = CH_EXT_VAL_QUOTED;
             break;
         case CH_SIZE_LF:
-            if (c != '\n') goto fail;
+            if (c != '\n')
+                goto fail;
             d->line_len = 0;
             if (d->remaining == 0) {
                 state = CH_TRAILER_START;
@@ -515,11 +591,13 @@ int lx_chunked_parse(lx_chunked_t *d, const char *buf, size_t len,
             }
             break;
         case CH_DATA_CR:
-            if (c != '\r') goto fail;
+            if (c != '\r')
+                goto fail;
             state = CH_DATA_LF;
             break;
         case CH_DATA_LF:
-            if (c != '\n') goto fail;
+            if (c != '\n')
+                goto fail;
             state = CH_SIZE_START;
             break;
         case CH_TRAILER_START:
@@ -528,13 +606,16 @@ int lx_chunked_parse(lx_chunked_t *d, const char *buf, size_t len,
                 break;
             }
             /* A trailer line is held to the rules of a header line. */
-            if (!(ctab[c] & C_TCHAR)) goto fail;
-            if (++d->trailer_count > CH_MAX_TRAILERS) goto fail;
+            if (!(ctab[c] & C_TCHAR))
+                goto fail;
+            if (++d->trailer_count > CH_MAX_TRAILERS)
+                goto fail;
             d->line_len = 1;
             state = CH_TRAILER_NAME;
             break;
         case CH_TRAILER_NAME:
-            if (++d->line_len > CH_MAX_TRAILER_LINE) goto fail;
+            if (++d->line_len > CH_MAX_TRAILER_LINE)
+                goto fail;
             if (c == ':')
                 state = CH_TRAILER_VALUE;
             else if (!(ctab[c] & C_TCHAR))
@@ -545,16 +626,20 @@ int lx_chunked_parse(lx_chunked_t *d, const char *buf, size_t len,
                 state = CH_TRAILER_LF;
                 break;
             }
-            if (++d->line_len > CH_MAX_TRAILER_LINE) goto fail;
-            if (!(ctab[c] & C_VALUE)) goto fail;
+            if (++d->line_len > CH_MAX_TRAILER_LINE)
+                goto fail;
+            if (!(ctab[c] & C_VALUE))
+                goto fail;
             break;
         case CH_TRAILER_LF:
-            if (c != '\n') goto fail;
+            if (c != '\n')
+                goto fail;
             d->line_len = 0;
             state = CH_TRAILER_START;
             break;
         case CH_END_LF:
-            if (c != '\n') goto fail;
+            if (c != '\n')
+                goto fail;
             state = CH_END;
             p++;
             rc = LX_CHUNKED_END;

@@ -15,9 +15,7 @@ static int body_fail(lx_req_t *r, int status, const char *msg)
 {
     r->body_error = status;
     r->body_done = 1;
-    r->failed = status == 400; /* framing lost: the connection must go */
-    if (status == 413)
-        r->resp_close = 1;
+    r->resp_close = 1; /* framing lost or body refused: no more requests */
     PyErr_SetString(r->srv->st->BodyError, msg);
     return -1;
 }

@@ -21,16 +21,19 @@ static PyObject *live_counts(PyObject *m, PyObject *unused)
 {
     (void)m;
     (void)unused;
-    return Py_BuildValue("{s:l,s:l,s:l}", "connections",
+    long pooled = lx_buf_pooled();
+    return Py_BuildValue("{s:l,s:l,s:l,s:l}", "connections",
                          atomic_load(&counters[LX_COUNT_CONNS]), "buffers",
-                         lx_buf_live(), "greenlets",
+                         lx_buf_live() - pooled, "pooled_buffers", pooled,
+                         "greenlets",
                          atomic_load(&counters[LX_COUNT_WORKERS]));
 }
 
 static PyMethodDef module_methods[] = {
     {"live_counts", live_counts, METH_NOARGS,
-     "Live engine objects in this process: connections, buffers and worker "
-     "greenlets. All zero once every server is closed."},
+     "Live engine objects in this process: connections, buffers in use, "
+     "buffers kept in free lists, worker greenlets. All zero once every "
+     "server is closed."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -42,27 +42,34 @@ static fz_ch_t fz_decode(const uint8_t *in, size_t len, const size_t *cuts,
         memcpy(piece, in + base, plen);
         for (;;) {
             size_t c = (size_t)-1;
-            int rc = lx_chunked_parse(&d, (const char *)piece + off, plen - off,
-                                      &c);
-            if (c > plen - off) abort();
+            int rc = lx_chunked_parse(&d, (const char *)piece + off,
+                                      plen - off, &c);
+            if (c > plen - off)
+                abort();
             off += c;
             if (rc == LX_CHUNKED_DATA) {
-                if (d.remaining == 0) abort();
+                if (d.remaining == 0)
+                    abort();
                 uint64_t k = plen - off;
-                if (k > d.remaining) k = d.remaining;
-                if (take_one && k > 1) k = 1;
+                if (k > d.remaining)
+                    k = d.remaining;
+                if (take_one && k > 1)
+                    k = 1;
                 memcpy(o.data + o.dlen, piece + off, (size_t)k);
                 o.dlen += (size_t)k;
                 off += (size_t)k;
                 lx_chunked_take(&d, k);
-                if (k == 0) break;
+                if (k == 0)
+                    break;
                 continue;
             }
             if (rc == LX_AGAIN) {
-                if (off != plen) abort();
+                if (off != plen)
+                    abort();
                 break;
             }
-            if (rc != LX_CHUNKED_END && rc != LX_ERR) abort();
+            if (rc != LX_CHUNKED_END && rc != LX_ERR)
+                abort();
             o.rc = rc;
             o.where = base + off;
             /* both outcomes are final */
@@ -92,10 +99,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint64_t h = 0xcbf29ce484222325ull;
     size_t one = size, cuts[8], n = 0;
 
-    for (size_t i = 0; i < size; i++) h = (h ^ data[i]) * 0x100000001b3ull;
+    for (size_t i = 0; i < size; i++)
+        h = (h ^ data[i]) * 0x100000001b3ull;
 
     fz_ch_t whole = fz_decode(data, size, &one, 1, 0), o;
-    if (whole.dlen > size) abort();
+    if (whole.dlen > size)
+        abort();
     if (whole.rc == LX_CHUNKED_END &&
         (whole.where < 5 || memcmp(data + whole.where - 2, "\r\n", 2) != 0))
         abort();
@@ -120,7 +129,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     free(o.data);
     if (size <= 4096) {
         size_t *bytes = malloc((size ? size : 1) * sizeof *bytes);
-        for (size_t i = 0; i < size; i++) bytes[i] = i + 1;
+        for (size_t i = 0; i < size; i++)
+            bytes[i] = i + 1;
         o = fz_decode(data, size, bytes, size, (int)(h & 1));
         fz_same(&o, &whole);
         free(o.data);

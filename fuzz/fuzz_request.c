@@ -34,21 +34,24 @@ typedef struct {
 } fz_out_t;
 
 static const lx_http1_limits_t fz_limits[2] = {
-    {8192, 8192, 100},
-    {24, 20, 4}, /* tight, to reach the 414 and 431 paths */
+    {8192, 8192, 100}, {24, 20, 4}, /* tight, to reach the 414 and 431 paths */
 };
 
 static void fz_span(lx_str_t s, const uint8_t *b, size_t head, size_t *off,
                     size_t *len)
 {
     const char *base = (const char *)b;
-    if (s.base < base || s.len > head || (size_t)(s.base - base) > head - s.len)
+    if (s.base < base || s.len > head ||
+        (size_t)(s.base - base) > head - s.len)
         abort();
     *off = (size_t)(s.base - base);
     *len = s.len;
 }
 
-static int fz_tchar(uint8_t c) { return (ctab[c] & C_TCHAR) != 0; }
+static int fz_tchar(uint8_t c)
+{
+    return (ctab[c] & C_TCHAR) != 0;
+}
 
 /* Parse b[0..n) and check everything that must hold of the answer. */
 static fz_out_t fz_parse(const uint8_t *b, size_t n, lx_http1_req_t *req,
@@ -61,7 +64,8 @@ static fz_out_t fz_parse(const uint8_t *b, size_t n, lx_http1_req_t *req,
     req->num_headers = cap;
     o.ret = lx_http1_parse_request((const char *)b, n, req, lim, &status);
     if (o.ret == LX_AGAIN) {
-        if (req->num_headers != cap) abort();
+        if (req->num_headers != cap)
+            abort();
         return o;
     }
     if (o.ret == LX_ERR) {
@@ -71,9 +75,11 @@ static fz_out_t fz_parse(const uint8_t *b, size_t n, lx_http1_req_t *req,
         o.status = status;
         return o;
     }
-    if (o.ret <= 0 || (size_t)o.ret > n) abort();
+    if (o.ret <= 0 || (size_t)o.ret > n)
+        abort();
     size_t head = (size_t)o.ret;
-    if (head < 4 || memcmp(b + head - 4, "\r\n\r\n", 4) != 0) abort();
+    if (head < 4 || memcmp(b + head - 4, "\r\n\r\n", 4) != 0)
+        abort();
     fz_span(req->method, b, head, &o.off[0], &o.len[0]);
     fz_span(req->target, b, head, &o.off[1], &o.len[1]);
     fz_span(req->path, b, head, &o.off[2], &o.len[2]);
@@ -82,73 +88,102 @@ static fz_out_t fz_parse(const uint8_t *b, size_t n, lx_http1_req_t *req,
     o.flags = req->flags;
     o.cl = req->content_length;
     o.nh = req->num_headers;
-    if (o.len[0] == 0 || o.len[1] == 0) abort();
+    if (o.len[0] == 0 || o.len[1] == 0)
+        abort();
     for (size_t i = 0; i < o.len[0]; i++)
-        if (!fz_tchar(b[o.off[0] + i])) abort();
+        if (!fz_tchar(b[o.off[0] + i]))
+            abort();
     for (size_t i = 0; i < o.len[1]; i++) {
         uint8_t c = b[o.off[1] + i];
-        if (c <= 0x20 || c == 0x7f || c == '#') abort();
+        if (c <= 0x20 || c == 0x7f || c == '#')
+            abort();
     }
-    if (o.off[2] != o.off[1] || o.len[2] > o.len[1]) abort();
-    if (o.len[2] < o.len[1] &&
-        (b[o.off[1] + o.len[2]] != '?' || o.off[3] != o.off[2] + o.len[2] + 1 ||
-         o.len[2] + 1 + o.len[3] != o.len[1]))
+    if (o.off[2] != o.off[1] || o.len[2] > o.len[1])
         abort();
-    if (memchr(b + o.off[2], '?', o.len[2])) abort();
-    if (o.minor != 0 && o.minor != 1) abort();
-    if (o.nh > cap || o.nh > lim->max_fields) abort();
+    if (o.len[2] < o.len[1] && (b[o.off[1] + o.len[2]] != '?' ||
+                                o.off[3] != o.off[2] + o.len[2] + 1 ||
+                                o.len[2] + 1 + o.len[3] != o.len[1]))
+        abort();
+    if (memchr(b + o.off[2], '?', o.len[2]))
+        abort();
+    if (o.minor != 0 && o.minor != 1)
+        abort();
+    if (o.nh > cap || o.nh > lim->max_fields)
+        abort();
 
     int hosts = 0, cls = 0, tes = 0;
     for (size_t i = 0; i < o.nh; i++) {
         size_t *no = &o.hoff[2 * i], *nl = &o.hlen[2 * i];
         fz_span(req->headers[i].name, b, head, no, nl);
         fz_span(req->headers[i].value, b, head, no + 1, nl + 1);
-        if (*nl == 0) abort();
+        if (*nl == 0)
+            abort();
         const uint8_t *nm = b + *no, *v = b + no[1];
         for (size_t k = 0; k < *nl; k++)
-            if (!fz_tchar(nm[k])) abort();
-        if (nm + *nl >= b + head || nm[*nl] != ':') abort();
+            if (!fz_tchar(nm[k]))
+                abort();
+        if (nm + *nl >= b + head || nm[*nl] != ':')
+            abort();
         for (size_t k = 0; k < nl[1]; k++)
-            if (!(ctab[v[k]] & C_VALUE)) abort();
-        if (nl[1] && (is_ows(v[0]) || is_ows(v[nl[1] - 1]))) abort();
-        if (lit_ieq(nm, *nl, LIT("host"))) hosts++;
-        if (lit_ieq(nm, *nl, LIT("content-length"))) cls++;
-        if (lit_ieq(nm, *nl, LIT("transfer-encoding"))) tes++;
+            if (!(ctab[v[k]] & C_VALUE))
+                abort();
+        if (nl[1] && (is_ows(v[0]) || is_ows(v[nl[1] - 1])))
+            abort();
+        if (lit_ieq(nm, *nl, LIT("host")))
+            hosts++;
+        if (lit_ieq(nm, *nl, LIT("content-length")))
+            cls++;
+        if (lit_ieq(nm, *nl, LIT("transfer-encoding")))
+            tes++;
     }
-    if (hosts > 1 || cls > 1 || (cls && tes)) abort();
-    if (o.minor == 1 && hosts != 1) abort();
-    if (tes && o.minor == 0) abort();
+    if (hosts > 1 || cls > 1 || (cls && tes))
+        abort();
+    if (o.minor == 1 && hosts != 1)
+        abort();
+    if (tes && o.minor == 0)
+        abort();
     if (o.flags & LX_REQ_CHUNKED) {
-        if (!tes || !(o.flags & LX_REQ_HAS_BODY) || o.cl != -1) abort();
+        if (!tes || !(o.flags & LX_REQ_HAS_BODY) || o.cl != -1)
+            abort();
     } else {
-        if (tes) abort();
-        if (o.cl < -1 || o.cl > 999999999999999999LL) abort();
-        if (!!(o.flags & LX_REQ_HAS_BODY) != (o.cl > 0)) abort();
-        if ((o.cl >= 0) != (cls == 1)) abort();
+        if (tes)
+            abort();
+        if (o.cl < -1 || o.cl > 999999999999999999LL)
+            abort();
+        if (!!(o.flags & LX_REQ_HAS_BODY) != (o.cl > 0))
+            abort();
+        if ((o.cl >= 0) != (cls == 1))
+            abort();
     }
-    if ((o.flags & LX_REQ_EXPECT_100) && o.minor != 1) abort();
+    if ((o.flags & LX_REQ_EXPECT_100) && o.minor != 1)
+        abort();
     req->num_headers = cap;
     return o;
 }
 
 static int fz_same(const fz_out_t *a, const fz_out_t *b)
 {
-    if (a->ret != b->ret) return 0;
-    if (a->ret == LX_ERR) return a->status == b->status;
-    if (a->ret == LX_AGAIN) return 1;
+    if (a->ret != b->ret)
+        return 0;
+    if (a->ret == LX_ERR)
+        return a->status == b->status;
+    if (a->ret == LX_AGAIN)
+        return 1;
     if (memcmp(a->off, b->off, sizeof a->off) ||
         memcmp(a->len, b->len, sizeof a->len) || a->minor != b->minor ||
         a->flags != b->flags || a->cl != b->cl || a->nh != b->nh)
         return 0;
     for (size_t i = 0; i < 2 * a->nh; i++)
-        if (a->hoff[i] != b->hoff[i] || a->hlen[i] != b->hlen[i]) return 0;
+        if (a->hoff[i] != b->hoff[i] || a->hlen[i] != b->hlen[i])
+            return 0;
     return 1;
 }
 
 static uint64_t fz_hash(const uint8_t *d, size_t n)
 {
     uint64_t h = 0xcbf29ce484222325ull;
-    for (size_t i = 0; i < n; i++) h = (h ^ d[i]) * 0x100000001b3ull;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ d[i]) * 0x100000001b3ull;
     return h;
 }
 
@@ -180,12 +215,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             free(pre);
             if (p.ret != LX_AGAIN) {
                 /* decided early: must be what the whole input gives */
-                if (!fz_same(&p, &whole)) abort();
+                if (!fz_same(&p, &whole))
+                    abort();
             } else if (whole.ret >= 0 && (size_t)whole.ret <= k) {
                 abort(); /* the head was all there */
             }
             fz_out_t again = fz_parse(data, size, &req, lim, cap);
-            if (!fz_same(&again, &whole)) abort();
+            if (!fz_same(&again, &whole))
+                abort();
         }
     }
     return 0;

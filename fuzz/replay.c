@@ -22,9 +22,11 @@ static int run_file(const char *path)
     size_t cap = 4096, n = 0;
     uint8_t *buf = malloc(cap);
     for (;;) {
-        if (n == cap) buf = realloc(buf, cap *= 2);
+        if (n == cap)
+            buf = realloc(buf, cap *= 2);
         size_t r = fread(buf + n, 1, cap - n, f);
-        if (r == 0) break;
+        if (r == 0)
+            break;
         n += r;
     }
     fclose(f);
@@ -57,11 +59,13 @@ int main(int argc, char **argv)
         while (d && (e = readdir(d)) != NULL) {
             char path[4096];
             snprintf(path, sizeof path, "%s/%s", argv[i], e->d_name);
-            if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) continue;
+            if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
+                continue;
             errors += run_file(path) != 0;
             files++;
         }
-        if (d) closedir(d);
+        if (d)
+            closedir(d);
     }
     printf("replayed %d inputs, %d unreadable\n", files, errors);
     return errors ? 1 : 0;

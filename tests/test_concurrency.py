@@ -222,7 +222,9 @@ def test_five_thousand_idle_keepalive_connections(serve):
             assert data.startswith(b'HTTP/1.1 200')
         counts = lichen.live_counts()
         assert counts['connections'] == 5000, counts
-        assert counts['buffers'] == 0, counts
+        # idle connections hold no buffer and no greenlet: what is live is at
+        # most a small free list / pool, whatever the number of connections
+        assert counts['buffers'] <= 16, counts
         assert counts['greenlets'] <= 16, counts
         # a normal request is still answered quickly
         t0 = time.monotonic()
@@ -237,12 +239,12 @@ def test_five_thousand_idle_keepalive_connections(serve):
                 d = s.recv(4096)
                 assert d
                 data += d
-        assert wait_for(lambda: lichen.live_counts()['buffers'] == 0, 2), lichen.live_counts()
+        assert wait_for(lambda: lichen.live_counts()['buffers'] <= 16, 2), lichen.live_counts()
     finally:
         for s in conns:
             s.close()
     assert wait_for(lambda: lichen.live_counts()['connections'] == 0, 10), lichen.live_counts()
-    assert lichen.live_counts()['buffers'] == 0
+    assert lichen.live_counts()['buffers'] <= 16
 
 
 def test_live_counts_track_connections(serve):
@@ -281,4 +283,4 @@ def test_stop_with_idle_and_active_connections(serve):
     assert idle.expect_close(2) == b''
     busy.expect_close(2)
     counts = lichen.live_counts()
-    assert counts == {'connections': 0, 'buffers': 0, 'greenlets': 0}, counts
+    assert not any(counts.values()), counts

@@ -137,7 +137,7 @@ def test_write_timeout_on_client_that_never_reads(serve):
 
     def app(environ, start_response):
         start_response('200 OK', [('Content-Type', 'application/octet-stream')])
-        return it
+        return it if environ['PATH_INFO'] == '/big' else [b'ok']
     srv = serve(app, timeout_write=0.5)
     c = Conn(srv.address, rcvbuf=4096)
     c.send(build('GET', '/big'))

@@ -229,9 +229,9 @@ def test_script_name_with_root_path_exact(serve):
 
 def test_root_path_not_matching_prefix_boundary(serve):
     env = environ_for(serve, build('GET', '/application/x'), root_path='/app')
-    # '/app' is not a path-segment prefix of '/application'
-    assert env['SCRIPT_NAME'] + env['PATH_INFO'] == '/application/x'
-    assert env['PATH_INFO'] != 'lication/x'
+    # '/app' is not a path-segment prefix of '/application': never split inside a segment
+    assert env['PATH_INFO'].startswith('/'), env['PATH_INFO']
+    assert env['PATH_INFO'].endswith('/application/x'), env['PATH_INFO']
 
 
 def test_server_name_and_port(serve):

@@ -25,16 +25,16 @@
 static int n_pass, n_fail, n_cases;
 static int cur_line;
 
-#define CHECK(cond, ...)                                        \
-    do {                                                        \
-        if (cond) {                                             \
-            n_pass++;                                           \
-        } else if (++n_fail <= 300) {                           \
-            printf("FAIL case at line %d (check line %d): ",    \
-                   cur_line, __LINE__);                         \
-            printf(__VA_ARGS__);                                \
-            printf("\n");                                       \
-        }                                                       \
+#define CHECK(cond, ...)                                               \
+    do {                                                               \
+        if (cond) {                                                    \
+            n_pass++;                                                  \
+        } else if (++n_fail <= 300) {                                  \
+            printf("FAIL case at line %d (check line %d): ", cur_line, \
+                   __LINE__);                                          \
+            printf(__VA_ARGS__);                                       \
+            printf("\n");                                              \
+        }                                                              \
     } while (0)
 
 /* ---- guard page ---- */
@@ -133,12 +133,10 @@ static outcome_t call_parser(const char *in, size_t len,
         return o;
     }
     if (o.ret == LX_AGAIN) {
-        CHECK(req->num_headers == cap_before,
-              "LX_AGAIN changed num_headers");
+        CHECK(req->num_headers == cap_before, "LX_AGAIN changed num_headers");
         return o;
     }
-    CHECK(o.ret > 0 && (size_t)o.ret <= len, "return %d out of range",
-          o.ret);
+    CHECK(o.ret > 0 && (size_t)o.ret <= len, "return %d out of range", o.ret);
     size_t head = (size_t)o.ret;
     o.method = to_span(req->method, b, head, &bad);
     o.target = to_span(req->target, b, head, &bad);
@@ -165,9 +163,12 @@ static int same_span(span_t a, span_t b)
 
 static int same_outcome(const outcome_t *a, const outcome_t *b)
 {
-    if (a->ret != b->ret) return 0;
-    if (a->ret == LX_ERR) return a->status == b->status;
-    if (a->ret == LX_AGAIN) return 1;
+    if (a->ret != b->ret)
+        return 0;
+    if (a->ret == LX_ERR)
+        return a->status == b->status;
+    if (a->ret == LX_AGAIN)
+        return 1;
     if (!same_span(a->method, b->method) || !same_span(a->target, b->target) ||
         !same_span(a->path, b->path) || !same_span(a->query, b->query) ||
         a->minor != b->minor || a->flags != b->flags || a->cl != b->cl ||
@@ -181,9 +182,9 @@ static int same_outcome(const outcome_t *a, const outcome_t *b)
 
 /* Feed growing prefixes ending at each cut (the last cut is len). Before the
  * decision every prefix must give LX_AGAIN; from it on, the final outcome. */
-static int feed_cuts(const char *in, const lx_http1_limits_t *lim,
-                     size_t cap, const size_t *cuts, size_t ncuts,
-                     const outcome_t *whole, const char *how)
+static int feed_cuts(const char *in, const lx_http1_limits_t *lim, size_t cap,
+                     const size_t *cuts, size_t ncuts, const outcome_t *whole,
+                     const char *how)
 {
     lx_header_t hdrs[MAXH];
     lx_http1_req_t req;
@@ -194,7 +195,8 @@ static int feed_cuts(const char *in, const lx_http1_limits_t *lim,
     req.num_headers = cap;
     for (size_t i = 0; i < ncuts; i++) {
         outcome_t o = call_parser(in, cuts[i], lim, &req, cap);
-        if (o.ret == LX_AGAIN && !decided) continue;
+        if (o.ret == LX_AGAIN && !decided)
+            continue;
         if (!same_outcome(&o, whole)) {
             CHECK(0, "%s: prefix of %zu bytes gives %d/%d, whole gives %d/%d",
                   how, cuts[i], o.ret, o.status, whole->ret, whole->status);
@@ -222,19 +224,23 @@ static outcome_t parse_all_ways(const char *in, size_t len,
 
     /* byte by byte, starting with the empty buffer */
     if (len <= 4096) {
-        for (size_t i = 0; i <= len; i++) cuts[i] = i;
+        for (size_t i = 0; i <= len; i++)
+            cuts[i] = i;
         ok &= feed_cuts(in, lim, cap, cuts, len + 1, &whole, "bytewise");
     } else {
         /* long inputs: every prefix would be quadratic; take a stride */
         size_t n = 0;
-        for (size_t i = 0; i < len; i += len / 2048 + 1) cuts[n++] = i;
+        for (size_t i = 0; i < len; i += len / 2048 + 1)
+            cuts[n++] = i;
         for (size_t i = len > 64 ? len - 64 : 0; i <= len; i++)
-            if (i > cuts[n - 1]) cuts[n++] = i;
+            if (i > cuts[n - 1])
+                cuts[n++] = i;
         ok &= feed_cuts(in, lim, cap, cuts, n, &whole, "strided");
     }
     for (int s = 0; s < 50 && ok; s++) {
         size_t n = 0, k = 1 + rnd() % 6;
-        for (size_t i = 0; i < k && len > 1; i++) cuts[n++] = rnd() % len;
+        for (size_t i = 0; i < k && len > 1; i++)
+            cuts[n++] = rnd() % len;
         cuts[n++] = len;
         /* sort: insertion, few items */
         for (size_t i = 1; i < n; i++)
@@ -251,11 +257,11 @@ static outcome_t parse_all_ways(const char *in, size_t len,
 
 typedef struct {
     const char *method, *target, *path, *query;
-    int v10;         /* HTTP/1.0 expected (default 1.1) */
-    unsigned flags;  /* exact LX_REQ_* expected */
-    const char *cl;  /* decimal content_length expected, NULL: -1 */
-    const char **h;  /* name, value, ..., NULL; NULL: not checked */
-    int ret;         /* expected return; 0: the whole input */
+    int v10;        /* HTTP/1.0 expected (default 1.1) */
+    unsigned flags; /* exact LX_REQ_* expected */
+    const char *cl; /* decimal content_length expected, NULL: -1 */
+    const char **h; /* name, value, ..., NULL; NULL: not checked */
+    int ret;        /* expected return; 0: the whole input */
     const lx_http1_limits_t *lim;
     size_t cap;
 } want_t;
@@ -263,7 +269,8 @@ typedef struct {
 static void check_str(const char *in, span_t s, const char *want,
                       const char *what)
 {
-    if (!want) return;
+    if (!want)
+        return;
     size_t wl = strlen(want);
     CHECK(s.len == wl && memcmp(in + s.off, want, wl) == 0,
           "%s is \"%.*s\", want \"%s\"", what, (int)s.len, in + s.off, want);
@@ -275,9 +282,10 @@ static void expect_ok(int line, const char *in, size_t len, const want_t *w)
     outcome_t o = parse_all_ways(in, len, w->lim ? w->lim : &deflim,
                                  w->cap ? w->cap : MAXH);
     int want_ret = w->ret ? w->ret : (int)len;
-    CHECK(o.ret == want_ret, "return %d (status %d), want %d", o.ret,
-          o.status, want_ret);
-    if (o.ret < 0) return;
+    CHECK(o.ret == want_ret, "return %d (status %d), want %d", o.ret, o.status,
+          want_ret);
+    if (o.ret < 0)
+        return;
     check_str(in, o.method, w->method, "method");
     check_str(in, o.target, w->target, "target");
     check_str(in, o.path, w->path, "path");
@@ -288,7 +296,8 @@ static void expect_ok(int line, const char *in, size_t len, const want_t *w)
     CHECK(o.cl == cl, "content_length %" PRId64 ", want %" PRId64, o.cl, cl);
     if (w->h) {
         size_t n = 0;
-        while (w->h[2 * n]) n++;
+        while (w->h[2 * n])
+            n++;
         CHECK(o.nh == n, "%zu headers, want %zu", o.nh, n);
         for (size_t i = 0; i < n && i < o.nh; i++) {
             check_str(in, o.hn[i], w->h[2 * i], "header name");
@@ -301,7 +310,8 @@ static void expect_err(int line, const char *in, size_t len, int status,
                        const lx_http1_limits_t *lim, size_t cap)
 {
     cur_line = line;
-    outcome_t o = parse_all_ways(in, len, lim ? lim : &deflim, cap ? cap : MAXH);
+    outcome_t o =
+        parse_all_ways(in, len, lim ? lim : &deflim, cap ? cap : MAXH);
     CHECK(o.ret == LX_ERR && o.status == status,
           "got %d status %d, want error %d", o.ret, o.status, status);
 }
@@ -337,8 +347,8 @@ static void test_valid(void)
        .target = "/?", .flags = KA);
     OK("GET /a?b?c=/d HTTP/1.1\r\n" HOST "\r\n", .path = "/a",
        .query = "b?c=/d", .flags = KA);
-    OK("GET /%7Euser/a%20b HTTP/1.1\r\n" HOST "\r\n",
-       .path = "/%7Euser/a%20b", .flags = KA);
+    OK("GET /%7Euser/a%20b HTTP/1.1\r\n" HOST "\r\n", .path = "/%7Euser/a%20b",
+       .flags = KA);
     OK("GET / HTTP/1.0\r\n\r\n", .v10 = 1, .flags = 0, .h = H(NULL));
     OK("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", .v10 = 1,
        .flags = KA);
@@ -370,8 +380,7 @@ static void test_valid(void)
        .path = "/x", .flags = KA);
     /* the body is not part of the head */
     OK("POST /form HTTP/1.1\r\n" HOST "Content-Length: 5\r\n\r\nhello",
-       .method = "POST", .cl = "5", .flags = KA | LX_REQ_HAS_BODY,
-       .ret = 51);
+       .method = "POST", .cl = "5", .flags = KA | LX_REQ_HAS_BODY, .ret = 51);
     OK("POST / HTTP/1.1\r\n" HOST "Content-Length: 0\r\n\r\n", .cl = "0",
        .flags = KA);
     OK("POST / HTTP/1.1\r\n" HOST "Content-Length: \t 42 \t\r\n\r\n",
@@ -381,8 +390,8 @@ static void test_valid(void)
        .flags = KA | LX_REQ_HAS_BODY);
     OK("POST / HTTP/1.1\r\n" HOST "Content-Length: 999999999999999999\r\n\r\n",
        .cl = "999999999999999999", .flags = KA | LX_REQ_HAS_BODY);
-    OK("POST / HTTP/1.0\r\nContent-Length: 3\r\n\r\nabc", .v10 = 1,
-       .cl = "3", .flags = LX_REQ_HAS_BODY, .ret = 38);
+    OK("POST / HTTP/1.0\r\nContent-Length: 3\r\n\r\nabc", .v10 = 1, .cl = "3",
+       .flags = LX_REQ_HAS_BODY, .ret = 38);
     OK("POST / HTTP/1.1\r\n" HOST "Transfer-Encoding: chunked\r\n\r\n",
        .flags = KA | LX_REQ_CHUNKED | LX_REQ_HAS_BODY);
     OK("POST / HTTP/1.1\r\n" HOST "transfer-encoding: CHUNKED\r\n\r\n",
@@ -546,9 +555,11 @@ static void test_invalid(void)
     BAD("POST / HTTP/1.1\r\n" HOST "Content-Length: 0x10\r\n\r\n", 400);
     BAD("POST / HTTP/1.1\r\n" HOST "Content-Length: 1e3\r\n\r\n", 400);
     BAD("POST / HTTP/1.1\r\n" HOST "Content-Length: 1.0\r\n\r\n", 400);
-    BAD("POST / HTTP/1.1\r\n" HOST "Content-Length: 1000000000000000000\r\n\r\n",
+    BAD("POST / HTTP/1.1\r\n" HOST
+        "Content-Length: 1000000000000000000\r\n\r\n",
         400);
-    BAD("POST / HTTP/1.1\r\n" HOST "Content-Length: 99999999999999999999999\r\n"
+    BAD("POST / HTTP/1.1\r\n" HOST
+        "Content-Length: 99999999999999999999999\r\n"
         "\r\n",
         400);
     BAD("POST / HTTP/1.1\r\n" HOST "Content-Length: 5\r\nContent-Length: 5\r\n"
@@ -573,7 +584,8 @@ static void test_invalid(void)
     BAD("POST / HTTP/1.1\r\n" HOST "Transfer-Encoding: x\r\n\r\n", 501);
     BAD("POST / HTTP/1.1\r\n" HOST "Transfer-Encoding: chunked, gzip\r\n\r\n",
         400);
-    BAD("POST / HTTP/1.1\r\n" HOST "Transfer-Encoding: chunked, chunked\r\n\r\n",
+    BAD("POST / HTTP/1.1\r\n" HOST
+        "Transfer-Encoding: chunked, chunked\r\n\r\n",
         400);
     BAD("POST / HTTP/1.1\r\n" HOST "Transfer-Encoding: chunked\r\n"
         "Transfer-Encoding: chunked\r\n\r\n",
@@ -583,7 +595,8 @@ static void test_invalid(void)
     BAD("POST / HTTP/1.1\r\n" HOST "Transfer-Encoding: , ,\r\n\r\n", 400);
     BAD("POST / HTTP/1.1\r\n" HOST "Transfer-Encoding: chunked;q=1\r\n\r\n",
         400);
-    BAD("POST / HTTP/1.1\r\n" HOST "Transfer-Encoding: chunked x\r\n\r\n", 400);
+    BAD("POST / HTTP/1.1\r\n" HOST "Transfer-Encoding: chunked x\r\n\r\n",
+        400);
     BAD("POST / HTTP/1.1\r\n" HOST "Transfer-Encoding: \"chunked\"\r\n\r\n",
         400);
     BAD("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", 400);
@@ -673,7 +686,8 @@ static void test_limits(void)
     }
     /* too many leading empty lines */
     memset(buf, 0, sizeof buf);
-    for (n = 0; n < 8200; n += 2) memcpy(buf + n, "\r\n", 2);
+    for (n = 0; n < 8200; n += 2)
+        memcpy(buf + n, "\r\n", 2);
     cur_line = __LINE__;
     {
         outcome_t o = parse_all_ways(buf, n, &deflim, MAXH);
@@ -702,7 +716,8 @@ static void test_again(void)
     AGAIN("GET / HTTP/1.1\r\nHost: h\r");
     AGAIN("GET / HTTP/1.1\r\nHost: h\r\n");
     AGAIN("GET / HTTP/1.1\r\nHost: h\r\n\r");
-    AGAIN("GET / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n"); /* 501 at the end */
+    AGAIN(
+        "GET / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n"); /* 501 at the end */
 }
 
 /* A caller that never re-sets num_headers across LX_AGAIN still works. */
@@ -727,13 +742,14 @@ static void test_reentry(void)
 /* ---- chunked decoder harness ---- */
 
 typedef struct {
-    int rc;        /* LX_CHUNKED_END, LX_ERR or LX_AGAIN (ran out) */
-    size_t where;  /* total consumed at END, error offset at LX_ERR */
+    int rc;       /* LX_CHUNKED_END, LX_ERR or LX_AGAIN (ran out) */
+    size_t where; /* total consumed at END, error offset at LX_ERR */
     char *data;
     size_t dlen;
 } chout_t;
 
-/* Decode in pieces ending at cuts[]; take_one: take data one byte at a time. */
+/* Decode in pieces ending at cuts[]; take_one: take data one byte at a time.
+ */
 static chout_t ch_feed(const char *in, size_t len, const size_t *cuts,
                        size_t ncuts, int take_one)
 {
@@ -753,13 +769,16 @@ static chout_t ch_feed(const char *in, size_t len, const size_t *cuts,
             if (rc == LX_CHUNKED_DATA) {
                 CHECK(d.remaining > 0, "DATA with nothing remaining");
                 uint64_t k = plen - off;
-                if (k > d.remaining) k = d.remaining;
-                if (take_one && k > 1) k = 1;
+                if (k > d.remaining)
+                    k = d.remaining;
+                if (take_one && k > 1)
+                    k = 1;
                 memcpy(o.data + o.dlen, b + off, (size_t)k);
                 o.dlen += (size_t)k;
                 off += (size_t)k;
                 lx_chunked_take(&d, k);
-                if (k == 0) break;
+                if (k == 0)
+                    break;
                 continue;
             }
             if (rc == LX_AGAIN) {
@@ -800,7 +819,8 @@ static chout_t ch_all_ways(const char *in, size_t len)
     int ok = 1;
 
     n_cases++;
-    for (size_t i = 0; i < len; i++) cuts[i] = i + 1;
+    for (size_t i = 0; i < len; i++)
+        cuts[i] = i + 1;
     o = ch_feed(in, len, cuts, len, 0);
     ok &= ch_same(&o, &whole);
     free(o.data);
@@ -809,7 +829,8 @@ static chout_t ch_all_ways(const char *in, size_t len)
     free(o.data);
     for (int s = 0; s < 50; s++) {
         size_t n = 0, k = 1 + rnd() % 6;
-        for (size_t i = 0; i < k && len > 1; i++) cuts[n++] = rnd() % len;
+        for (size_t i = 0; i < k && len > 1; i++)
+            cuts[n++] = rnd() % len;
         cuts[n++] = len;
         for (size_t i = 1; i < n; i++)
             for (size_t j = i; j > 0 && cuts[j - 1] > cuts[j]; j--) {
@@ -842,10 +863,10 @@ static void ch_expect(int line, const char *in, size_t len, int rc,
     free(o.data);
 }
 
-#define CH_OK(in, data) \
+#define CH_OK(in, data)                                           \
     ch_expect(__LINE__, in, sizeof(in) - 1, LX_CHUNKED_END, data, \
               sizeof(data) - 1, sizeof(in) - 1)
-#define CH_OK_AT(in, data, at) \
+#define CH_OK_AT(in, data, at)                                    \
     ch_expect(__LINE__, in, sizeof(in) - 1, LX_CHUNKED_END, data, \
               sizeof(data) - 1, at)
 #define CH_BAD(in) ch_expect(__LINE__, in, sizeof(in) - 1, LX_ERR, NULL, 0, 0)
@@ -1006,7 +1027,8 @@ static void bench(void)
     }
     clock_gettime(CLOCK_MONOTONIC, &t1);
     double ns = ((double)(t1.tv_sec - t0.tv_sec) * 1e9 +
-                 (double)(t1.tv_nsec - t0.tv_nsec)) / iters;
+                 (double)(t1.tv_nsec - t0.tv_nsec)) /
+                iters;
     cur_line = __LINE__;
     CHECK(sum == (long)iters * (long)(sizeof req - 1), "bench parse failed");
     printf("bench: %zu-byte request, %.1f ns/request\n", sizeof req - 1, ns);
