@@ -95,17 +95,21 @@ fuzz:
 	for src in $(FUZZ_TARGETS); do \
 		name=$$(basename $$src .c); short=$${name#fuzz_}; \
 		corpus=fuzz/corpus/$$short; mkdir -p $$corpus; \
-		dict=""; [ -f fuzz/$$short.dict ] && dict="-dict=fuzz/$$short.dict"; \
+		dict="-dict=fuzz/http1.dict"; \
 		echo "== fuzz $$name for $(FUZZ_SECONDS)s"; \
 		clang $(FUZZ_CFLAGS) $$src -o fuzz/bin/$$name; \
 		./fuzz/bin/$$name -max_total_time=$(FUZZ_SECONDS) \
 			-artifact_prefix=fuzz/artifacts/$$name- $$dict $$corpus; \
 	done
 
+# The whole suite: C units, fuzz corpora, pytest, and pytest again against
+# the extension built with AddressSanitizer and UBSan.
 test: venv ctest fuzz-replay
 	@echo "== pytest"
 	$(PY) -m pytest -q -p no:cacheprovider --timeout=$(TEST_TIMEOUT) \
 		$(PYTEST_ARGS) tests
+	@echo "== pytest against the ASan/UBSan build"
+	$(MAKE) --no-print-directory test-asan
 
 # The sanitized extension is built in a copy of the tree with its own venv,
 # so the normal build in lichen/ is left alone.
@@ -120,8 +124,8 @@ test-asan: deps
 	cd $(VENV_ASAN)/src && LICHEN_SANITIZE=1 ../bin/pip install -q \
 		--no-build-isolation -e .
 	cd $(VENV_ASAN)/src && \
-		LD_PRELOAD="$$($(CC) -print-file-name=libasan.so)" \
-		ASAN_OPTIONS=detect_leaks=0 \
+		LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libstdc++.so.6)" \
+		ASAN_OPTIONS=detect_leaks=0:quarantine_size_mb=8 \
 		../bin/python -m pytest -q -p no:cacheprovider \
 		--timeout=$(TEST_TIMEOUT) $(PYTEST_ARGS) tests
 

@@ -7,7 +7,7 @@ import time
 import pytest
 
 import lichen
-from support import CloseCounter, Conn, IncompleteResponse, build, request, rss_kb, wait_for
+from support import CloseCounter, Conn, build, request, rss_kb, wait_for
 
 
 def quick_or_upload_app(environ, start_response):

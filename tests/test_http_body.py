@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from support import Conn, Recorder, build, chunked, echo_app
+from support import Conn, Recorder, build, chunked, echo_app, wait_for
 
 
 def test_content_length_body(serve):
@@ -304,3 +304,75 @@ def test_partially_read_body_is_not_a_request(serve):
         except Exception:
             pass
     assert '/evil' not in rec.paths
+
+
+# -- the client goes away --------------------------------------------------------
+
+@pytest.mark.parametrize('encoding', ['length', 'chunked'])
+def test_client_disconnect_during_body_raises_client_disconnected(serve, encoding):
+    from lichen._lichen import ClientDisconnected
+    seen = []
+
+    def app(environ, start_response):
+        try:
+            environ['wsgi.input'].read()
+        except BaseException as e:
+            seen.append(e)
+            raise
+        seen.append('read completed')
+        start_response('200 OK', [])
+        return [b'x']
+    srv = serve(app)
+    c = Conn(srv.address)
+    if encoding == 'length':
+        c.send(build('POST', '/', [('Content-Length', '1000')]) + b'a' * 100)
+    else:
+        c.send(build('POST', '/', [('Transfer-Encoding', 'chunked')]) + b'3e8\r\n' + b'a' * 100)
+    time.sleep(0.2)
+    c.close()
+    assert wait_for(lambda: seen, 5)
+    assert isinstance(seen[0], ClientDisconnected), seen
+    assert isinstance(seen[0], OSError)
+    with Conn(srv.address) as c2:
+        c2.send(build('POST', '/', body=b'fine'))
+        r = c2.read_response()
+    assert r.status == 200
+
+
+@pytest.mark.timeout(30)
+def test_pipelined_batch_with_big_responses_not_read_until_sent(serve):
+    """200 pipelined requests whose responses (64 KB each) fill both socket
+    buffers before the client reads anything: no deadlock, all in order."""
+    def app(environ, start_response):
+        n = int(environ['PATH_INFO'][1:])
+        start_response('200 OK', [])
+        return [bytes([n % 256]) * 65536]
+    srv = serve(app)
+    with Conn(srv.address, timeout=20) as c:
+        t, errors = _send_in_thread(c, b''.join(build('GET', '/%d' % i) for i in range(200)))
+        for i in range(200):
+            r = c.read_response()
+            assert r.status == 200 and r.body == bytes([i % 256]) * 65536
+        t.join(10)
+        assert not errors
+
+
+@pytest.mark.parametrize('ext', [b'', b';name=value'])
+def test_chunked_body_split_at_every_offset(serve, ext):
+    """The chunked decoder must not depend on where the network splits the
+    bytes: chunk-size lines, extensions, CRLFs and trailers cut anywhere."""
+    srv = serve(echo_app)
+    body = b'hello world, chunked!'
+    data = chunked(body, 8, ext=ext, trailers=b'X-T: 1\r\n')
+    head = build('POST', '/', [('Transfer-Encoding', 'chunked')])
+    bad = []
+    with Conn(srv.address) as c:
+        for cut in range(1, len(data)):
+            c.send(head + data[:cut])
+            time.sleep(0.003)
+            c.send(data[cut:])
+            r = c.read_response()
+            if r.status != 200 or r.body != body:
+                bad.append((cut, data[:cut][-10:], r.status, r.body[:60]))
+                break
+    assert not bad, bad

@@ -3,8 +3,8 @@ import time
 
 import pytest
 
-from support import CloseCounter, Conn, IncompleteResponse, Recorder, build, request, wait_for
 import lichen
+from support import CloseCounter, Conn, IncompleteResponse, Recorder, build, request, wait_for
 
 
 def ok_after(srv):

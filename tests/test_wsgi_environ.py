@@ -1,11 +1,9 @@
 """The WSGI environ built from a request."""
-import io
-import socket
 import wsgiref.validate
 
 import pytest
 
-from support import Conn, Recorder, build, hello_app, request
+from support import Conn, Recorder, build, request
 
 
 def environ_for(serve, raw, method='GET', **options):

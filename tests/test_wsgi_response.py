@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from support import CloseCounter, Conn, IncompleteResponse, Recorder, build, request, wait_for
+from support import CloseCounter, Conn, IncompleteResponse, build, request, wait_for
 
 
 def test_content_length_added_for_one_element_list(serve):
@@ -530,3 +530,27 @@ def test_error_mid_stream_with_content_length(serve):
         with pytest.raises(IncompleteResponse) as ei:
             c.read_response()
         assert ei.value.response.body == b'abcde'
+
+
+def test_write_to_gone_client_raises_client_disconnected(serve):
+    from lichen._lichen import ClientDisconnected
+    seen = []
+
+    def app(environ, start_response):
+        write = start_response('200 OK', [])
+        try:
+            for _ in range(100000):  # 6.5 GB if nobody stops it
+                write(b'w' * 65536)
+        except BaseException as e:
+            seen.append(e)
+            raise
+        seen.append('all written')
+        return []
+    srv = serve(app)
+    c = Conn(srv.address)
+    c.send(build('GET', '/'))
+    c.read_some()
+    c.rst_close()
+    assert wait_for(lambda: seen, 5)
+    assert isinstance(seen[0], ClientDisconnected), seen
+    assert isinstance(seen[0], OSError)
