@@ -20,6 +20,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 
@@ -35,7 +36,7 @@ SERVER_CPU = "0"
 LOAD_CPU = "1"
 TOTAL_BUDGET = 180  # seconds; the whole run must stay under ~3 minutes
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-SERVERS = ("lichen", "bjoern", "gevent.pywsgi")
+SERVERS = ("lichen", "bjoern", "gevent.pywsgi", "gevent.pywsgi+nodelay")
 
 
 class Abort(Exception):
@@ -139,7 +140,8 @@ def server_cmd(name, port):
     if name == "lichen":
         return pin + [LICHEN_PY, "-m", "lichen", "hello_app:app",
                       "--bind", "%s:%d" % (HOST, port)]
-    peer = {"bjoern": "bjoern", "gevent.pywsgi": "gevent"}[name]
+    peer = {"bjoern": "bjoern", "gevent.pywsgi": "gevent",
+            "gevent.pywsgi+nodelay": "gevent-nodelay"}[name]
     return pin + [PEERS_PY, os.path.join(HERE, "hello_app.py"), peer, HOST,
                   str(port)]
 
@@ -223,24 +225,32 @@ def wrk(port, connections, duration):
 
 def bench_server(name, connections, duration, procs):
     port = free_port()
+    errlog = tempfile.TemporaryFile()
     proc = subprocess.Popen(server_cmd(name, port), cwd=HERE,
-                            stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL,
+                            stdout=errlog, stderr=errlog,
                             start_new_session=True)
     procs.append(proc)
     try:
-        wait_ready(proc, port)
-        wrk(port, connections, WARMUP)
-        before = cpu_seconds(proc.pid)
-        res = wrk(port, connections, duration)
-        after = cpu_seconds(proc.pid)
-        if proc.poll() is not None:
-            raise Abort("%s exited during the run" % name)
+        try:
+            wait_ready(proc, port)
+            wrk(port, connections, WARMUP)
+            before = cpu_seconds(proc.pid)
+            res = wrk(port, connections, duration)
+            after = cpu_seconds(proc.pid)
+            if proc.poll() is not None:
+                raise Abort("exited during the run")
+        except (Abort, OSError) as e:
+            if proc.poll() is not None:
+                e = "%s (server exit status %s)" % (e, proc.returncode)
+            errlog.seek(0)
+            tail = errlog.read()[-2000:].decode(errors="replace")
+            raise Abort("%s: %s\nserver output:\n%s" % (name, e, tail))
         res["cpu"] = after - before
         res["cpu_per_req"] = res["cpu"] / max(res["requests"], 1)
         return res
     finally:
         stop(proc)
+        errlog.close()
 
 
 # ---------------------------------------------------------------- report
@@ -328,6 +338,10 @@ def main():
     text = "\n\n".join(sections)
     footer = "\n".join([
         mline, vline,
+        "gevent.pywsgi runs with its defaults (log=None); "
+        "gevent.pywsgi+nodelay is the same with TCP_NODELAY set on each "
+        "accepted socket (pywsgi sends head and body in two sends, which "
+        "Nagle + delayed ACK hold for ~40 ms).",
         "Server: one process pinned to CPU %s; wrk -t1 pinned to CPU %s. "
         "CPU us/request = (utime+stime of the server process over the "
         "measured run) / requests completed." % (SERVER_CPU, LOAD_CPU),

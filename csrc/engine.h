@@ -225,6 +225,7 @@ struct lx_server {
     int torn_down;
     PyObject *pending_exc; /* BaseException raised in a worker */
     uint64_t now;          /* ms, cached per turn */
+    uint64_t emfile_logged;
     time_t date_sec;
     char date_line[48];
     size_t date_len;

@@ -768,9 +768,13 @@ static void listener_accept(lx_server_t *srv, lx_listener_t *l, int idx)
                 for (i = 0; i < srv->nlisteners; i++)
                     srv->listeners[i].paused = 1;
                 lx_timer_arm(&srv->t_accept, &srv->accept_timer, srv->now);
-                lx_server_log(srv, 40,
-                              "out of file descriptors: accepting paused",
-                              NULL);
+                if (srv->now >= srv->emfile_logged + 10000) {
+                    srv->emfile_logged = srv->now;
+                    lx_server_log(srv, 40,
+                                  "out of file descriptors: accepting "
+                                  "paused, retrying every 100 ms",
+                                  NULL);
+                }
                 return;
             }
             if (errno == ECONNABORTED || errno == EINTR || errno == EPROTO)

@@ -376,3 +376,29 @@ def test_chunked_body_split_at_every_offset(serve, ext):
                 bad.append((cut, data[:cut][-10:], r.status, r.body[:60]))
                 break
     assert not bad, bad
+
+
+@pytest.mark.parametrize('method', ['read', 'readline', 'readlines', 'iter'])
+def test_input_never_reads_past_the_body(serve, method):
+    """wsgi.input stops at the end of this request's body, even with the next
+    pipelined request already in the same buffer."""
+    def app(environ, start_response):
+        inp = environ['wsgi.input']
+        if method == 'read':
+            data = inp.read(100000)
+        elif method == 'readline':
+            data = inp.readline(100000)
+        elif method == 'readlines':
+            data = b''.join(inp.readlines())
+        else:
+            data = b''.join(inp)
+        start_response('200 OK', [])
+        return [data]
+    app = Recorder(app)
+    srv = serve(app)
+    with Conn(srv.address) as c:
+        c.send(build('POST', '/a', body=b'hello') + build('GET', '/b') + build('POST', '/c', body=b'x\ny'))
+        assert c.read_response().body == b'hello'
+        assert c.read_response().body == b''
+        assert c.read_response().body == (b'x\n' if method == 'readline' else b'x\ny')
+    assert app.paths == ['/a', '/b', '/c']

@@ -255,3 +255,34 @@ def test_endless_headers_are_cut_off(serve):
     c.expect_close(timeout=5)
     assert app.calls == 0
     ok_after(srv)
+
+
+@pytest.mark.parametrize('raw', [
+    b'GET / HTTP/1.1\r\nHost: x\r\nX-A : b\r\n\r\n',
+    b'POST / HTTP/1.1\r\nHost: x\r\nContent-Length: +5\r\n\r\nhello',
+    b'GET / HTTP/1.1\r\n\r\n',
+], ids=['space-before-colon', 'cl-plus', 'no-host'])
+def test_error_response_is_well_formed(serve, raw):
+    srv = serve(Recorder())
+    with Conn(srv.address) as c:
+        c.send(raw)
+        r = c.read_response()
+        assert r.status == 400
+        assert 'close' in r.tokens('connection'), r
+        assert r.has('content-length') or r.chunked, r
+        assert r.has('date'), r
+        c.expect_close()
+
+
+def test_limits_near_defaults_are_accepted(serve):
+    app = Recorder()
+    srv = serve(app)
+    r = request(srv.address, 'GET', '/' + 'p' * 8000)
+    assert r.status == 200
+    r = request(srv.address, 'GET', '/', [('X-Big', 'v' * 8000)])
+    assert r.status == 200
+    r = request(srv.address, 'GET', '/', [('X-%d' % i, 'v') for i in range(90)])
+    assert r.status == 200
+    assert app.calls == 3
+    assert len(app.environs[0]['PATH_INFO']) == 8001
+    assert app.environs[1]['HTTP_X_BIG'] == 'v' * 8000

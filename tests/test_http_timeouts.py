@@ -184,3 +184,17 @@ def test_slow_reader_within_write_timeout_gets_everything(serve):
                 break
     assert r is not None and r.body == b'r' * (2 * 1024 * 1024)
     assert wait_for(lambda: it.closed == 1, 2)
+
+
+@pytest.mark.timeout(20)
+def test_head_timeout_for_second_request_on_keepalive_connection(serve):
+    app = Recorder()
+    srv = serve(app, timeout_header=0.5, keepalive=30)
+    with Conn(srv.address) as c:
+        c.send(build('GET', '/1'))
+        assert c.read_response().status == 200
+        c.send(b'GET /2 HTTP/1.1\r\nHost')
+        t0 = time.monotonic()
+        _closed_or_408(c, timeout=3.0)
+        assert time.monotonic() - t0 < 2.5
+    assert app.paths == ['/1']
