@@ -93,7 +93,7 @@ int lx_buf_reserve(lx_bufpool_t *p, lx_buf_t **bp, size_t need, size_t max_cap)
         if (b->cap - b->len >= need)
             return LX_OK;
     }
-    size_t cap = b->cap;
+    size_t cap = b->cap ? b->cap : 64;
     while (cap - b->len < need) {
         if (cap >= max_cap)
             return LX_ERR;

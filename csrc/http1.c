@@ -451,6 +451,11 @@ void lx_chunked_init(lx_chunked_t *d)
     memset(d, 0, sizeof *d);
 }
 
+int lx_chunked_in_data(const lx_chunked_t *d)
+{
+    return d->state == CH_DATA && d->remaining > 0;
+}
+
 void lx_chunked_take(lx_chunked_t *d, uint64_t n)
 {
     d->remaining -= (n <= d->remaining) ? n : d->remaining;

@@ -85,4 +85,8 @@ int lx_chunked_parse(lx_chunked_t *d, const char *buf, size_t len,
 /* The caller took n (<= d->remaining) data bytes. */
 void lx_chunked_take(lx_chunked_t *d, uint64_t n);
 
+/* Whether the decoder sits in chunk data with bytes left to take (while a
+ * size line is parsed, remaining holds the size read so far). */
+int lx_chunked_in_data(const lx_chunked_t *d);
+
 #endif

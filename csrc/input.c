@@ -37,7 +37,7 @@ static int body_buffered(lx_req_t *r, const char **p, size_t *n)
         return 1;
     }
     /* chunked */
-    if (r->chunked.remaining == 0) {
+    if (!lx_chunked_in_data(&r->chunked)) {
         size_t used = 0;
         int rc = lx_chunked_parse(&r->chunked, avail ? lx_buf_head(b) : "",
                                   avail, &used);
@@ -100,7 +100,7 @@ int lx_body_unread_fits(lx_req_t *r)
     lx_chunked_t d = r->chunked;
     const char *p = avail ? lx_buf_head(b) : "";
     for (;;) {
-        if (d.remaining > 0) {
+        if (lx_chunked_in_data(&d)) {
             size_t k = avail < d.remaining ? avail : (size_t)d.remaining;
             lx_chunked_take(&d, k);
             p += k;

@@ -1285,6 +1285,7 @@ static int server_init(PyObject *self, PyObject *args, PyObject *kwds)
         return -1;
     }
 
+    lx_sock_ignore_sigpipe();
     srv->loop = lx_loop_new(MAX_EVENTS);
     if (srv->loop == NULL) {
         PyErr_SetFromErrno(PyExc_OSError);

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <signal.h>
 #include <string.h>
 #include <unistd.h>
 #if defined(__linux__)
@@ -100,6 +101,15 @@ ssize_t lx_sock_sendfile(int out_fd, int in_fd, off_t *off, size_t n)
         if (errno == EAGAIN || errno == EWOULDBLOCK)
             return LX_AGAIN;
         return LX_ERR;
+    }
+}
+
+void lx_sock_ignore_sigpipe(void)
+{
+    struct sigaction sa;
+    if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL) {
+        sa.sa_handler = SIG_IGN;
+        (void)sigaction(SIGPIPE, &sa, NULL);
     }
 }
 

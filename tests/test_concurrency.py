@@ -222,9 +222,10 @@ def test_five_thousand_idle_keepalive_connections(serve):
             assert data.startswith(b'HTTP/1.1 200')
         counts = lichen.live_counts()
         assert counts['connections'] == 5000, counts
-        # idle connections hold no buffer and no greenlet: what is live is at
-        # most a small free list / pool, whatever the number of connections
-        assert counts['buffers'] <= 16, counts
+        # idle connections hold no buffer and no greenlet: in use, none; pooled,
+        # a small free list whatever the number of connections
+        assert counts['buffers'] == 0, counts
+        assert counts.get('pooled_buffers', 0) <= 16, counts
         assert counts['greenlets'] <= 16, counts
         # a normal request is still answered quickly
         t0 = time.monotonic()
@@ -239,12 +240,12 @@ def test_five_thousand_idle_keepalive_connections(serve):
                 d = s.recv(4096)
                 assert d
                 data += d
-        assert wait_for(lambda: lichen.live_counts()['buffers'] <= 16, 2), lichen.live_counts()
+        assert wait_for(lambda: lichen.live_counts()['buffers'] == 0, 2), lichen.live_counts()
     finally:
         for s in conns:
             s.close()
     assert wait_for(lambda: lichen.live_counts()['connections'] == 0, 10), lichen.live_counts()
-    assert lichen.live_counts()['buffers'] <= 16
+    assert lichen.live_counts()['buffers'] == 0
 
 
 def test_live_counts_track_connections(serve):

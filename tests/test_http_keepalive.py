@@ -254,3 +254,23 @@ def test_bodiless_status(serve, status, kind):
         # nothing more must follow the two heads
         assert c.is_open()
         assert c.buf == b''
+
+
+def test_request_split_at_every_offset(serve):
+    """The head parser must not depend on where the network splits the bytes."""
+    app = Recorder(echo_app)
+    srv = serve(app)
+    req = build('POST', '/split?q=1', [('X-Long-Header-Name', 'some value'), ('X-B', '')], b'body!')
+    bad = []
+    with Conn(srv.address) as c:
+        for cut in range(1, len(req)):
+            c.send(req[:cut])
+            time.sleep(0.002)
+            c.send(req[cut:])
+            r = c.read_response()
+            if r.status != 200 or r.body != b'body!':
+                bad.append((cut, req[:cut][-10:], r.status))
+                break
+    assert not bad, bad
+    assert all(e['PATH_INFO'] == '/split' and e['HTTP_X_LONG_HEADER_NAME'] == 'some value'
+               for e in app.environs)
