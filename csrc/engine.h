@@ -47,8 +47,7 @@ static inline void lx_err_set(PyObject *v)
 #endif
 
 /* getattr that treats a missing attribute as 0 (not an error). */
-static inline int lx_getattr_opt(PyObject *o, const char *name,
-                                 PyObject **out)
+static inline int lx_getattr_opt(PyObject *o, const char *name, PyObject **out)
 {
     *out = PyObject_GetAttrString(o, name);
     if (*out != NULL)
@@ -77,13 +76,13 @@ typedef struct {
     PyObject *empty_str;
     PyObject *empty_bytes;
     /* environ keys */
-    PyObject *k_REQUEST_METHOD, *k_SCRIPT_NAME, *k_PATH_INFO,
-        *k_QUERY_STRING, *k_RAW_URI, *k_SERVER_PROTOCOL, *k_REMOTE_ADDR,
-        *k_REMOTE_PORT, *k_CONTENT_TYPE, *k_CONTENT_LENGTH, *k_wsgi_input,
+    PyObject *k_REQUEST_METHOD, *k_SCRIPT_NAME, *k_PATH_INFO, *k_QUERY_STRING,
+        *k_RAW_URI, *k_SERVER_PROTOCOL, *k_REMOTE_ADDR, *k_REMOTE_PORT,
+        *k_CONTENT_TYPE, *k_CONTENT_LENGTH, *k_wsgi_input,
         *k_wsgi_input_terminated, *k_HTTP_REFERER, *k_HTTP_USER_AGENT;
     /* common values */
-    PyObject *v_http10, *v_http11, *v_GET, *v_POST, *v_HEAD, *v_PUT,
-        *v_DELETE, *v_OPTIONS, *v_PATCH;
+    PyObject *v_http10, *v_http11, *v_GET, *v_POST, *v_HEAD, *v_PUT, *v_DELETE,
+        *v_OPTIONS, *v_PATCH;
     /* method names */
     PyObject *s_close, *s_fileno, *s_tell, *s_read;
 } lx_state_t;
@@ -97,7 +96,7 @@ enum {
 
 #define LX_CONN_F_READABLE 0x01 /* an edge said readable; no EAGAIN since */
 #define LX_CONN_F_WRITABLE 0x02
-#define LX_CONN_F_CLOSED 0x04 /* fd closed, struct freed at end of turn */
+#define LX_CONN_F_CLOSED 0x04  /* fd closed, struct freed at end of turn */
 #define LX_CONN_F_WAITING 0x08 /* its worker waits on it */
 #define LX_CONN_F_UNIX 0x10
 #define LX_CONN_F_HEADTIMER 0x20 /* the head timeout runs for this request */
@@ -177,8 +176,8 @@ struct lx_req {
 struct lx_worker {
     PyObject_HEAD lx_server_t *srv;
     PyObject *greenlet;
-    PyObject *parent; /* the hub it was last parented to (not owned) */
-    lx_conn_t *conn;  /* assigned by the hub before switching in */
+    PyObject *parent;         /* the hub it was last parented to (not owned) */
+    lx_conn_t *conn;          /* assigned by the hub before switching in */
     lx_worker_t *prev, *next; /* all workers of the server */
     int exiting;
     lx_req_t req;
@@ -196,14 +195,13 @@ struct lx_server {
     int wake_w;
     lx_conn_t conns; /* sentinel */
     size_t nconns;
-    lx_conn_t *dead; /* closed this turn, freed at its end */
+    lx_conn_t *dead;     /* closed this turn, freed at its end */
     lx_worker_t workers; /* sentinel; the server owns a ref to each */
     lx_worker_t **idle;
     int nidle, idle_cap;
     lx_worker_t *dead_workers;
     lx_bufpool_t bufs;
-    lx_timer_list_t t_header, t_body, t_write, t_keepalive, t_linger,
-        t_accept;
+    lx_timer_list_t t_header, t_body, t_write, t_keepalive, t_linger, t_accept;
     lx_timer_t accept_timer;
     /* configuration */
     uint64_t keepalive_ms; /* 0: no keep-alive */

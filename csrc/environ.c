@@ -66,8 +66,7 @@ int lx_environ_init_state(lx_state_t *st)
     for (i = 0; i < N_COMMON; i++) {
         if (common_keys[i] != NULL)
             continue;
-        PyObject *k =
-            make_key(common_headers[i], strlen(common_headers[i]));
+        PyObject *k = make_key(common_headers[i], strlen(common_headers[i]));
         if (k == NULL)
             return -1;
         PyUnicode_InternInPlace(&k);
@@ -180,8 +179,8 @@ static int set_path(lx_req_t *r, PyObject *env)
         }
     }
     char stackbuf[1024];
-    char *buf = path.len <= sizeof(stackbuf) ? stackbuf
-                                              : PyMem_Malloc(path.len);
+    char *buf =
+        path.len <= sizeof(stackbuf) ? stackbuf : PyMem_Malloc(path.len);
     if (buf == NULL) {
         PyErr_NoMemory();
         return -1;
@@ -236,8 +235,7 @@ PyObject *lx_environ_build(lx_req_t *r)
         set_steal(env, st->k_RAW_URI,
                   latin1_str(r->h.target.base, r->h.target.len)) < 0 ||
         PyDict_SetItem(env, st->k_SERVER_PROTOCOL,
-                       r->h.minor_version ? st->v_http11 : st->v_http10) <
-            0 ||
+                       r->h.minor_version ? st->v_http11 : st->v_http10) < 0 ||
         set_steal(env, st->k_REMOTE_ADDR, remote_addr(c)) < 0 ||
         set_steal(env, st->k_REMOTE_PORT,
                   c->peer_family == AF_UNIX

@@ -23,25 +23,25 @@ typedef struct {
 } lx_header_t;
 
 typedef struct {
-    size_t max_request_line;  /* bytes before the CRLF; over it: 414 */
-    size_t max_field_size;    /* bytes of one header line before CRLF: 431 */
-    size_t max_fields;        /* number of header lines; over it: 431 */
+    size_t max_request_line; /* bytes before the CRLF; over it: 414 */
+    size_t max_field_size;   /* bytes of one header line before CRLF: 431 */
+    size_t max_fields;       /* number of header lines; over it: 431 */
 } lx_http1_limits_t;
 
 /* Request flags, derived from the header fields while parsing. */
-#define LX_REQ_CHUNKED 0x01     /* Transfer-Encoding: chunked */
-#define LX_REQ_KEEPALIVE 0x02   /* connection may persist after this request */
-#define LX_REQ_EXPECT_100 0x04  /* Expect: 100-continue */
-#define LX_REQ_UPGRADE 0x08     /* Connection: upgrade token present */
-#define LX_REQ_HAS_BODY 0x10    /* chunked, or content_length > 0 */
+#define LX_REQ_CHUNKED 0x01    /* Transfer-Encoding: chunked */
+#define LX_REQ_KEEPALIVE 0x02  /* connection may persist after this request */
+#define LX_REQ_EXPECT_100 0x04 /* Expect: 100-continue */
+#define LX_REQ_UPGRADE 0x08    /* Connection: upgrade token present */
+#define LX_REQ_HAS_BODY 0x10   /* chunked, or content_length > 0 */
 
 typedef struct {
     lx_str_t method;
-    lx_str_t target;  /* the whole request-target as sent */
-    lx_str_t path;    /* target up to the first '?' (not decoded) */
-    lx_str_t query;   /* after the first '?', empty if none */
-    int minor_version; /* 0 or 1 (HTTP/1.0, HTTP/1.1) */
-    unsigned flags;    /* LX_REQ_* */
+    lx_str_t target;        /* the whole request-target as sent */
+    lx_str_t path;          /* target up to the first '?' (not decoded) */
+    lx_str_t query;         /* after the first '?', empty if none */
+    int minor_version;      /* 0 or 1 (HTTP/1.0, HTTP/1.1) */
+    unsigned flags;         /* LX_REQ_* */
     int64_t content_length; /* -1 when absent (or chunked) */
     lx_header_t *headers;   /* caller-provided array ... */
     size_t num_headers;     /* in: capacity of headers; out: count */
@@ -61,7 +61,7 @@ int lx_http1_parse_request(const char *buf, size_t len, lx_http1_req_t *req,
 typedef struct {
     uint64_t remaining; /* bytes left in the current chunk's data */
     uint32_t state;
-    uint32_t line_len;   /* bytes of the current size/trailer line so far */
+    uint32_t line_len; /* bytes of the current size/trailer line so far */
     uint32_t trailer_count;
     uint32_t pad_;
 } lx_chunked_t;

@@ -356,8 +356,8 @@ static PyMethodDef input_methods[] = {
      "read(size=-1): up to size bytes of the body; b'' at its end."},
     {"readline", (PyCFunction)(void (*)(void))input_readline, METH_FASTCALL,
      "readline(size=-1)"},
-    {"readlines", (PyCFunction)(void (*)(void))input_readlines,
-     METH_FASTCALL, "readlines(hint=-1)"},
+    {"readlines", (PyCFunction)(void (*)(void))input_readlines, METH_FASTCALL,
+     "readlines(hint=-1)"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -13,7 +13,7 @@
 #define LX_AGAIN (-2)
 
 #define LX_STRUCT_FROM_MEMBER(type, member, ptr) \
-    ((type *)((char *)(ptr) - offsetof(type, member)))
+    ((type *)((char *)(ptr)-offsetof(type, member)))
 
 #if defined(__GNUC__)
 #define LX_LIKELY(x) __builtin_expect(!!(x), 1)

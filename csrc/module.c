@@ -37,17 +37,16 @@ static PyMethodDef module_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-#define INTERN(field, text)                                  \
-    do {                                                     \
-        st->field = PyUnicode_InternFromString(text);        \
-        if (st->field == NULL)                               \
-            return -1;                                       \
+#define INTERN(field, text)                           \
+    do {                                              \
+        st->field = PyUnicode_InternFromString(text); \
+        if (st->field == NULL)                        \
+            return -1;                                \
     } while (0)
 
 static PyTypeObject *add_type(PyObject *m, PyType_Spec *spec, PyObject *base)
 {
-    PyTypeObject *tp =
-        (PyTypeObject *)PyType_FromModuleAndSpec(m, spec, base);
+    PyTypeObject *tp = (PyTypeObject *)PyType_FromModuleAndSpec(m, spec, base);
     if (tp == NULL)
         return NULL;
     if (PyModule_AddType(m, tp) < 0) {

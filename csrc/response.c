@@ -30,19 +30,17 @@ typedef struct {
 static const unsigned char tchar[256] = {
     ['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1,
     ['*'] = 1, ['+'] = 1, ['-'] = 1, ['.'] = 1, ['^'] = 1, ['_'] = 1,
-    ['`'] = 1, ['|'] = 1, ['~'] = 1,
-    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1,
-    ['6'] = 1, ['7'] = 1, ['8'] = 1, ['9'] = 1,
-    ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1,
-    ['G'] = 1, ['H'] = 1, ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1,
-    ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1, ['Q'] = 1, ['R'] = 1,
-    ['S'] = 1, ['T'] = 1, ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1,
-    ['Y'] = 1, ['Z'] = 1,
-    ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1,
-    ['g'] = 1, ['h'] = 1, ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1,
-    ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1,
-    ['s'] = 1, ['t'] = 1, ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1,
-    ['y'] = 1, ['z'] = 1,
+    ['`'] = 1, ['|'] = 1, ['~'] = 1, ['0'] = 1, ['1'] = 1, ['2'] = 1,
+    ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1, ['8'] = 1,
+    ['9'] = 1, ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1,
+    ['F'] = 1, ['G'] = 1, ['H'] = 1, ['I'] = 1, ['J'] = 1, ['K'] = 1,
+    ['L'] = 1, ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1, ['Q'] = 1,
+    ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1, ['V'] = 1, ['W'] = 1,
+    ['X'] = 1, ['Y'] = 1, ['Z'] = 1, ['a'] = 1, ['b'] = 1, ['c'] = 1,
+    ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1, ['h'] = 1, ['i'] = 1,
+    ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1, ['o'] = 1,
+    ['p'] = 1, ['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1, ['u'] = 1,
+    ['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1,
 };
 
 /* Latin-1 bytes of a str, or NULL with TypeError/ValueError set. */
@@ -55,8 +53,8 @@ static const char *latin1(PyObject *s, Py_ssize_t *len, const char *what)
     }
     if (PyUnicode_KIND(s) != PyUnicode_1BYTE_KIND) {
         PyErr_Format(PyExc_ValueError,
-                     "%s must be latin-1 (non-latin-1 characters in %R)",
-                     what, s);
+                     "%s must be latin-1 (non-latin-1 characters in %R)", what,
+                     s);
         return NULL;
     }
     *len = PyUnicode_GET_LENGTH(s);
@@ -279,8 +277,8 @@ static PyObject *fw_next(PyObject *self)
     FileWrapperObject *fw = (FileWrapperObject *)self;
     if (fw->filelike == NULL)
         return NULL;
-    PyObject *data = PyObject_CallMethod(fw->filelike, "read", "n",
-                                         fw->blksize);
+    PyObject *data =
+        PyObject_CallMethod(fw->filelike, "read", "n", fw->blksize);
     if (data == NULL)
         return NULL;
     if (PyObject_Length(data) == 0) {
@@ -449,9 +447,9 @@ static int head_build(lx_req_t *r, int64_t whole_len)
     int code = r->status_code;
     int app_date = 0, app_server = 0, app_close = 0;
     r->resp_length = -1;
-    r->resp_nobody = (r->h.method.len == 4 &&
-                      memcmp(r->h.method.base, "HEAD", 4) == 0) ||
-                     code < 200 || code == 204 || code == 304;
+    r->resp_nobody =
+        (r->h.method.len == 4 && memcmp(r->h.method.base, "HEAD", 4) == 0) ||
+        code < 200 || code == 204 || code == 304;
     OUT_LIT(r, "HTTP/1.1 ");
     out_put(r, status, (size_t)slen);
     OUT_LIT(r, "\r\n");
@@ -594,8 +592,7 @@ static int write_body(lx_req_t *r, const char *data, size_t len, int last)
         return -1;
     if (r->resp_nobody)
         len = 0;
-    if (r->resp_length >= 0 &&
-        r->resp_sent + len > (uint64_t)r->resp_length) {
+    if (r->resp_length >= 0 && r->resp_sent + len > (uint64_t)r->resp_length) {
         /* Longer than announced: send what was announced, then close. */
         len = (size_t)((uint64_t)r->resp_length - r->resp_sent);
         r->resp_close = 1;
@@ -730,13 +727,12 @@ static int send_file(lx_req_t *r, FileWrapperObject *fw)
             break; /* the file shrank */
         r->failed = 1;
         PyErr_Format(r->srv->st->ClientDisconnected,
-                     "client went away during sendfile (%s)",
-                     strerror(errno));
+                     "client went away during sendfile (%s)", strerror(errno));
         return -1;
     }
     /* Keep Python's view of the position in step with what was sent. */
-    PyObject *res = PyObject_CallMethod(fw->filelike, "seek", "L",
-                                        (long long)pos);
+    PyObject *res =
+        PyObject_CallMethod(fw->filelike, "seek", "L", (long long)pos);
     if (res == NULL)
         PyErr_Clear();
     else
@@ -1131,8 +1127,8 @@ int lx_request_handle(lx_req_t *r)
             r->failed = 1;
         }
     }
-    int keep = !r->failed && !r->resp_close && r->keepalive &&
-               lx_body_discard(r);
+    int keep =
+        !r->failed && !r->resp_close && r->keepalive && lx_body_discard(r);
     if (srv->access_fd >= 0)
         access_log(r);
     recycle_objects(r);

@@ -29,8 +29,7 @@ uint64_t lx_now_us(void)
     return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 }
 
-void lx_server_log(lx_server_t *srv, int level, const char *msg,
-                   PyObject *exc)
+void lx_server_log(lx_server_t *srv, int level, const char *msg, PyObject *exc)
 {
     if (srv->log == NULL || srv->log == Py_None) {
         if (exc != NULL) {
@@ -316,8 +315,8 @@ static lx_worker_t *worker_new(lx_server_t *srv)
     w->exiting = 0;
     memset(&w->req, 0, sizeof(w->req));
     w->req.srv = srv;
-    w->req.h.headers = PyMem_Malloc(sizeof(lx_header_t) *
-                                    (srv->limits.max_fields + 1));
+    w->req.h.headers =
+        PyMem_Malloc(sizeof(lx_header_t) * (srv->limits.max_fields + 1));
     w->prev = w->next = NULL;
     if (w->req.h.headers == NULL) {
         Py_DECREF(w);
@@ -420,8 +419,8 @@ static int head_parse(lx_server_t *srv, lx_conn_t *c, lx_http1_req_t *h,
     size_t avail = lx_buf_avail(b);
     *status = 400;
     h->num_headers = srv->limits.max_fields + 1;
-    int rc = lx_http1_parse_request(lx_buf_head(b), avail, h, &srv->limits,
-                                    status);
+    int rc =
+        lx_http1_parse_request(lx_buf_head(b), avail, h, &srv->limits, status);
     c->parsed_len = (uint32_t)avail;
     if (rc > 0)
         return rc;
@@ -558,8 +557,8 @@ int lx_conn_wait(lx_req_t *r, unsigned what)
     c->wait_for = (uint8_t)what;
     c->wait_result = LX_WAIT_READY;
     c->flags |= LX_CONN_F_WAITING;
-    lx_timer_arm(what & LX_EV_WRITE ? &srv->t_write : &srv->t_body,
-                 &c->timer, srv->now);
+    lx_timer_arm(what & LX_EV_WRITE ? &srv->t_write : &srv->t_body, &c->timer,
+                 srv->now);
     PyObject *res = lx_green_switch(srv->hub);
     c->flags &= ~LX_CONN_F_WAITING;
     lx_timer_cancel(&c->timer);
@@ -597,9 +596,8 @@ int lx_conn_writev_all(lx_req_t *r, struct iovec *iov, int iovcnt)
             continue;
         }
         ssize_t n = lx_sock_writev(c->io.fd, iov + first,
-                                   iovcnt - first > IOV_MAX
-                                       ? IOV_MAX
-                                       : iovcnt - first);
+                                   iovcnt - first > IOV_MAX ? IOV_MAX
+                                                            : iovcnt - first);
         if (n > 0) {
             first += lx_iov_advance(iov + first, iovcnt - first, (size_t)n);
             continue;
@@ -828,8 +826,8 @@ static void alog_flush(lx_server_t *srv)
 {
     size_t off = 0;
     while (off < srv->alog_len) {
-        ssize_t n = write(srv->access_fd, srv->alog + off,
-                          srv->alog_len - off);
+        ssize_t n =
+            write(srv->access_fd, srv->alog + off, srv->alog_len - off);
         if (n <= 0) {
             if (n < 0 && errno == EINTR)
                 continue;
@@ -948,9 +946,8 @@ static int loop_turn(lx_server_t *srv, int timeout_ms)
     if (srv->access_fd >= 0 && srv->alog_len > 0)
         alog_flush(srv);
     uint64_t next = lx_timer_list_next(&srv->t_header);
-    lx_timer_list_t *lists[] = {&srv->t_body, &srv->t_write,
-                                &srv->t_keepalive, &srv->t_linger,
-                                &srv->t_accept};
+    lx_timer_list_t *lists[] = {&srv->t_body, &srv->t_write, &srv->t_keepalive,
+                                &srv->t_linger, &srv->t_accept};
     size_t i;
     for (i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) {
         uint64_t d = lx_timer_list_next(lists[i]);
@@ -963,7 +960,9 @@ static int loop_turn(lx_server_t *srv, int timeout_ms)
         timeout_ms = 0;
     if (next != LX_TIMER_NEVER) {
         uint64_t now = lx_now_ms();
-        int t = next <= now ? 0 : (int)(next - now > 86400000 ? 86400000 : next - now);
+        int t = next <= now
+                    ? 0
+                    : (int)(next - now > 86400000 ? 86400000 : next - now);
         if (timeout_ms < 0 || t < timeout_ms)
             timeout_ms = t;
     }
@@ -1168,8 +1167,7 @@ static int opt_double(PyObject *opts, const char *key, double *out)
     if (d == -1.0 && PyErr_Occurred())
         return -1;
     if (d < 0) {
-        PyErr_Format(PyExc_ValueError, "lichen: option %s must be >= 0",
-                     key);
+        PyErr_Format(PyExc_ValueError, "lichen: option %s must be >= 0", key);
         return -1;
     }
     *out = d;
@@ -1266,7 +1264,8 @@ static int server_init(PyObject *self, PyObject *args, PyObject *kwds)
     srv->limits.max_request_line = (size_t)line;
     srv->limits.max_fields = (size_t)fields;
     srv->limits.max_field_size = (size_t)field_size;
-    srv->max_head = (size_t)line + 2 + (size_t)fields * ((size_t)field_size + 2) + 2;
+    srv->max_head =
+        (size_t)line + 2 + (size_t)fields * ((size_t)field_size + 2) + 2;
     if (srv->max_head > (64u << 20))
         srv->max_head = 64u << 20;
     srv->limit_body = (uint64_t)body;
@@ -1279,7 +1278,8 @@ static int server_init(PyObject *self, PyObject *args, PyObject *kwds)
     lx_timer_list_init(&srv->t_accept, ACCEPT_PAUSE_MS);
     lx_timer_init(&srv->accept_timer, accept_resume);
 
-    srv->scratch.headers = PyMem_Malloc(sizeof(lx_header_t) * ((size_t)fields + 1));
+    srv->scratch.headers =
+        PyMem_Malloc(sizeof(lx_header_t) * ((size_t)fields + 1));
     if (srv->scratch.headers == NULL) {
         PyErr_NoMemory();
         return -1;
@@ -1339,8 +1339,7 @@ static int server_init(PyObject *self, PyObject *args, PyObject *kwds)
     return 0;
 }
 
-static PyObject *server_new(PyTypeObject *type, PyObject *args,
-                            PyObject *kwds)
+static PyObject *server_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
     (void)args;
     (void)kwds;
@@ -1398,8 +1397,7 @@ static void server_dealloc(PyObject *self)
 static PyMethodDef server_methods[] = {
     {"serve_forever", server_serve_forever, METH_NOARGS,
      "Run the loop until a stop has drained, then tear down."},
-    {"run_once", (PyCFunction)(void (*)(void))server_run_once,
-     METH_FASTCALL,
+    {"run_once", (PyCFunction)(void (*)(void))server_run_once, METH_FASTCALL,
      "run_once(timeout=None): one turn of the loop; False once stopped."},
     {"stop", (PyCFunction)(void (*)(void))server_stop, METH_FASTCALL,
      "stop(timeout=None): graceful stop; thread-safe, returns at once."},
@@ -1411,8 +1409,7 @@ static PyMethodDef server_methods[] = {
 static PyGetSetDef server_getset[] = {
     {"wakeup_fd", server_get_wakeup_fd, NULL,
      "write end of the wake-up pipe (for signal.set_wakeup_fd)", NULL},
-    {"connections", server_get_connections, NULL, "open connections",
-     NULL},
+    {"connections", server_get_connections, NULL, "open connections", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 

@@ -22,15 +22,15 @@
 
 static int n_pass, n_fail;
 
-#define CHECK(cond, ...)                                        \
-    do {                                                        \
-        if (cond) {                                             \
-            n_pass++;                                           \
-        } else if (++n_fail <= 300) {                           \
-            printf("FAIL %s (line %d): ", __func__, __LINE__);  \
-            printf(__VA_ARGS__);                                \
-            printf("\n");                                       \
-        }                                                       \
+#define CHECK(cond, ...)                                       \
+    do {                                                       \
+        if (cond) {                                            \
+            n_pass++;                                          \
+        } else if (++n_fail <= 300) {                          \
+            printf("FAIL %s (line %d): ", __func__, __LINE__); \
+            printf(__VA_ARGS__);                               \
+            printf("\n");                                      \
+        }                                                      \
     } while (0)
 
 /* xorshift64*: seeded, reproducible. */
@@ -153,8 +153,10 @@ static void test_consume(void)
     lx_buf_consume(b, 0);
     CHECK(b->off == 5 && b->len == 20, "consume 0");
     lx_buf_consume(b, 15);
-    CHECK(b->off == 0 && b->len == 0, "consume to empty resets: off %zu "
-          "len %zu", b->off, b->len);
+    CHECK(b->off == 0 && b->len == 0,
+          "consume to empty resets: off %zu "
+          "len %zu",
+          b->off, b->len);
     /* consume 0 of an empty buffer keeps it at 0/0 */
     lx_buf_consume(b, 0);
     CHECK(b->off == 0 && b->len == 0, "consume 0 of empty");
@@ -233,8 +235,8 @@ static void test_reserve_grow(void)
     lx_buf_consume(b, 200); /* off 200 len 256 */
     CHECK(lx_buf_reserve(&p, &b, 300, 4096) == LX_OK, "compact+grow");
     CHECK(b->off == 0 && b->len == 56 && b->cap == 512,
-          "compact then double once: off %zu len %zu cap %zu", b->off,
-          b->len, b->cap);
+          "compact then double once: off %zu len %zu cap %zu", b->off, b->len,
+          b->cap);
     CHECK(memcmp(b->data, ref + 200, 56) == 0, "contents kept (2)");
 
     /* a grown buffer is freed, not pooled */
@@ -332,10 +334,10 @@ static void test_random(uint64_t seed, int ops)
             n_err += rc == LX_ERR;
             n_compact += had_off && b->off == 0 && b->len > 0;
             if (rc == LX_OK) {
-                if (b->cap - b->len < k || b->cap > (cap0 > maxc ? cap0 : maxc))
+                if (b->cap - b->len < k ||
+                    b->cap > (cap0 > maxc ? cap0 : maxc))
                     bad = 2;
-                if (b->cap != cap0 && b->cap != maxc &&
-                    b->cap % cap0 != 0)
+                if (b->cap != cap0 && b->cap != maxc && b->cap % cap0 != 0)
                     bad = 3;
                 if (sl->n + k > MAXCAP)
                     bad = 4;

@@ -29,15 +29,15 @@
 static int n_pass, n_fail;
 static const char *cur_kind = "";
 
-#define CHECK(cond, ...)                                                 \
-    do {                                                                 \
-        if (cond) {                                                      \
-            n_pass++;                                                    \
-        } else if (++n_fail <= 300) {                                    \
+#define CHECK(cond, ...)                                                   \
+    do {                                                                   \
+        if (cond) {                                                        \
+            n_pass++;                                                      \
+        } else if (++n_fail <= 300) {                                      \
             printf("FAIL %s%s (line %d): ", __func__, cur_kind, __LINE__); \
-            printf(__VA_ARGS__);                                         \
-            printf("\n");                                                \
-        }                                                                \
+            printf(__VA_ARGS__);                                           \
+            printf("\n");                                                  \
+        }                                                                  \
     } while (0)
 
 static void die(const char *what)
@@ -180,8 +180,7 @@ static void test_edge_read(pair_fn mk, const char *kind)
     /* edge-triggered: the unread byte does not report again */
     CHECK(wait1(loop, 50, &got, &ev) == 0, "no second event without new data");
     CHECK(send(sv[0], "bc", 2, 0) == 2, "send");
-    CHECK(wait1(loop, 1000, &got, &ev) == 1 && got == &io &&
-              (ev & LX_EV_READ),
+    CHECK(wait1(loop, 1000, &got, &ev) == 1 && got == &io && (ev & LX_EV_READ),
           "new data: new event");
     char buf[16];
     ssize_t r = lx_sock_recv(sv[1], buf, sizeof(buf));
@@ -214,8 +213,7 @@ static void test_edge_read(pair_fn mk, const char *kind)
     CHECK(lx_loop_del(loop, &io) == LX_ERR, "second del fails");
     /* re-add: pending data is reported at once */
     CHECK(lx_loop_add(loop, &io, LX_EV_READ) == LX_OK, "re-add");
-    CHECK(wait1(loop, 1000, &got, &ev) == 1 && got == &io &&
-              (ev & LX_EV_READ),
+    CHECK(wait1(loop, 1000, &got, &ev) == 1 && got == &io && (ev & LX_EV_READ),
           "re-add reports pending data");
     CHECK(lx_loop_add(loop, &io, LX_EV_READ) == LX_ERR && errno == EEXIST,
           "double add fails with EEXIST");
@@ -283,8 +281,7 @@ static void test_hangup(pair_fn mk, const char *kind)
     lx_io_t io = {.fd = sv[1]};
     CHECK(lx_loop_add(loop, &io, LX_EV_READ) == LX_OK, "add");
     close(sv[0]);
-    CHECK(wait1(loop, 1000, &got, &ev) == 1 && got == &io &&
-              (ev & LX_EV_READ),
+    CHECK(wait1(loop, 1000, &got, &ev) == 1 && got == &io && (ev & LX_EV_READ),
           "close reported as readable (ev %u)", ev);
     CHECK(lx_sock_recv(sv[1], buf, sizeof(buf)) == 0, "recv returns 0");
     CHECK(lx_sock_recv(sv[1], buf, sizeof(buf)) == 0, "and again 0");
@@ -298,8 +295,7 @@ static void test_hangup(pair_fn mk, const char *kind)
     CHECK(lx_loop_add(loop, &io, LX_EV_READ) == LX_OK, "add");
     CHECK(send(sv[0], "hi", 2, 0) == 2 && shutdown(sv[0], SHUT_WR) == 0,
           "send+shutdown");
-    CHECK(wait1(loop, 1000, &got, &ev) >= 1 && got == &io &&
-              (ev & LX_EV_READ),
+    CHECK(wait1(loop, 1000, &got, &ev) >= 1 && got == &io && (ev & LX_EV_READ),
           "half-close readable");
     CHECK(lx_sock_recv(sv[1], buf, sizeof(buf)) == 2, "data first");
     CHECK(lx_sock_recv(sv[1], buf, sizeof(buf)) == 0, "then EOF");
@@ -412,7 +408,8 @@ static void test_accept(void)
         CHECK(fl >= 0 && (fl & O_NONBLOCK), "accepted fd non-blocking");
         CHECK(fdf >= 0 && (fdf & FD_CLOEXEC), "accepted fd close-on-exec");
         struct sockaddr_in *peer = (struct sockaddr_in *)&ss;
-        CHECK(sl == sizeof(struct sockaddr_in) && peer->sin_family == AF_INET &&
+        CHECK(sl == sizeof(struct sockaddr_in) &&
+                  peer->sin_family == AF_INET &&
                   peer->sin_addr.s_addr == htonl(INADDR_LOOPBACK),
               "peer address filled");
         char buf[4];
@@ -557,8 +554,8 @@ static void test_sendfile(pair_fn mk, const char *kind)
 
     off_t off = 1234;
     ssize_t r = lx_sock_sendfile(sv[0], ffd, &off, 5000);
-    CHECK(r == 5000 && off == 6234, "sendfile 5000 at 1234: r %zd off %lld",
-          r, (long long)off);
+    CHECK(r == 5000 && off == 6234, "sendfile 5000 at 1234: r %zd off %lld", r,
+          (long long)off);
     size_t got = 0;
     uint64_t t0 = now_ms();
     while (got < 5000 && now_ms() - t0 < 1000) {

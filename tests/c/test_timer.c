@@ -21,15 +21,15 @@
 
 static int n_pass, n_fail;
 
-#define CHECK(cond, ...)                                        \
-    do {                                                        \
-        if (cond) {                                             \
-            n_pass++;                                           \
-        } else if (++n_fail <= 300) {                           \
-            printf("FAIL %s (line %d): ", __func__, __LINE__);  \
-            printf(__VA_ARGS__);                                \
-            printf("\n");                                       \
-        }                                                       \
+#define CHECK(cond, ...)                                       \
+    do {                                                       \
+        if (cond) {                                            \
+            n_pass++;                                          \
+        } else if (++n_fail <= 300) {                          \
+            printf("FAIL %s (line %d): ", __func__, __LINE__); \
+            printf(__VA_ARGS__);                               \
+            printf("\n");                                      \
+        }                                                      \
     } while (0)
 
 /* A timer that records its firing order. */
@@ -39,9 +39,9 @@ typedef struct {
 } tt_t;
 
 static int fired[64], nfired;
-static uint64_t cb_now;                /* "now" seen by callbacks */
-static lx_timer_list_t *cb_list;       /* list callbacks arm on */
-static tt_t *cb_other, *cb_other2;     /* timers callbacks touch */
+static uint64_t cb_now;            /* "now" seen by callbacks */
+static lx_timer_list_t *cb_list;   /* list callbacks arm on */
+static tt_t *cb_other, *cb_other2; /* timers callbacks touch */
 
 static void rec_cb(lx_timer_t *t)
 {
@@ -104,8 +104,8 @@ static void test_basic(void)
     lx_timer_arm(&l, &a.t, 1000);
     lx_timer_arm(&l, &b.t, 1010);
     lx_timer_arm(&l, &c.t, 1020);
-    CHECK(lx_timer_armed(&a.t) && a.t.deadline == 1100, "armed, deadline %"
-          PRIu64, a.t.deadline);
+    CHECK(lx_timer_armed(&a.t) && a.t.deadline == 1100,
+          "armed, deadline %" PRIu64, a.t.deadline);
     CHECK(list_len(&l) == 3 && order_is(&l, (int[]){1, 2, 3}, 3), "order");
     CHECK(lx_timer_list_next(&l) == 1100, "next %" PRIu64,
           lx_timer_list_next(&l));
@@ -133,8 +133,7 @@ static void test_basic(void)
     CHECK(lx_timer_list_expire(&l, 1109) == 0 && nfired == 0,
           "nothing due at 1109");
     /* exactly at the deadline fires */
-    CHECK(lx_timer_list_expire(&l, 1110) == 1 && nfired == 1 &&
-              fired[0] == 2,
+    CHECK(lx_timer_list_expire(&l, 1110) == 1 && nfired == 1 && fired[0] == 2,
           "due at deadline");
     CHECK(!lx_timer_armed(&b.t), "fired timer is unarmed");
     CHECK(lx_timer_list_next(&l) == 1140, "next %" PRIu64,
