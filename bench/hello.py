@@ -97,7 +97,7 @@ def setup():
 
 def versions():
     code = ("import importlib.metadata as m, sys;"
-            "print(' '.join('%s %s' % (p, m.version(p)) for p in sys.argv[1:]))")
+            "print(', '.join('%s %s' % (p, m.version(p)) for p in sys.argv[1:]))")
     out = []
     for py, pkgs in ((LICHEN_PY, ["lichen"]),
                      (PEERS_PY, ["bjoern", "gevent", "greenlet"])):
