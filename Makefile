@@ -140,8 +140,7 @@ format:
 	else echo "ruff/black not installed: Python left as is"; fi
 
 bench: venv
-	@if [ -x bench/run.sh ] || [ -f bench/run.sh ]; then bash bench/run.sh; \
-	else echo "no benchmarks yet (bench/run.sh)"; fi
+	$(PYTHON) bench/hello.py
 
 clean:
 	rm -rf build dist *.egg-info lichen/*.so tests/c/bin fuzz/bin fuzz/artifacts \

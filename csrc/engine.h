@@ -222,6 +222,11 @@ struct lx_server {
     uint64_t stop_deadline;
     int torn_down;
     PyObject *pending_exc; /* BaseException raised in a worker */
+    /* REMOTE_ADDR / REMOTE_PORT strings, reused while they repeat */
+    uint8_t addr_key[17];
+    PyObject *addr_str;
+    uint16_t port_key[256];
+    PyObject *port_str[256];
     uint64_t now;          /* ms, cached per turn */
     uint64_t emfile_logged;
     time_t date_sec;
@@ -249,6 +254,8 @@ const char *lx_server_date(lx_server_t *srv, size_t *len);
 
 /* environ.c */
 PyObject *lx_environ_build(lx_req_t *r);
+/* Prepare a listener's base environ (a copy the server owns). */
+int lx_environ_base(lx_state_t *st, PyObject *base);
 int lx_environ_init_state(lx_state_t *st);
 
 /* response.c */

@@ -205,17 +205,66 @@ static int set_path(lx_req_t *r, PyObject *env)
     return rc;
 }
 
-static PyObject *remote_addr(lx_conn_t *c)
+/* Clients come back: the last address's string is kept. */
+static PyObject *remote_addr(lx_server_t *srv, lx_conn_t *c)
 {
     char text[INET6_ADDRSTRLEN];
-    if (c->peer_family == AF_INET) {
+    uint8_t key[17];
+    key[0] = c->peer_family;
+    memcpy(key + 1, c->peer_addr, 16);
+    if (srv->addr_str != NULL && memcmp(key, srv->addr_key, 17) == 0)
+        return Py_NewRef(srv->addr_str);
+    if (c->peer_family == AF_INET)
         inet_ntop(AF_INET, c->peer_addr, text, sizeof(text));
-    } else if (c->peer_family == AF_INET6) {
+    else if (c->peer_family == AF_INET6)
         inet_ntop(AF_INET6, c->peer_addr, text, sizeof(text));
-    } else {
+    else
         text[0] = '\0';
+    PyObject *str = PyUnicode_FromString(text);
+    if (str != NULL) {
+        Py_XSETREF(srv->addr_str, Py_NewRef(str));
+        memcpy(srv->addr_key, key, 17);
     }
-    return PyUnicode_FromString(text);
+    return str;
+}
+
+/* Ports of the connections in use, in a small direct-mapped cache. */
+static PyObject *remote_port(lx_server_t *srv, lx_conn_t *c)
+{
+    lx_state_t *st = srv->st;
+    if (c->peer_family == AF_UNIX)
+        return Py_NewRef(st->empty_str);
+    unsigned port = c->peer_port, slot = port & 255;
+    if (srv->port_str[slot] != NULL && srv->port_key[slot] == port)
+        return Py_NewRef(srv->port_str[slot]);
+    char text[8], *p = text + sizeof(text);
+    do {
+        *--p = (char)('0' + port % 10);
+        port /= 10;
+    } while (port);
+    PyObject *str =
+        PyUnicode_FromStringAndSize(p, (Py_ssize_t)(text + sizeof(text) - p));
+    if (str != NULL) {
+        Py_XSETREF(srv->port_str[slot], Py_NewRef(str));
+        srv->port_key[slot] = c->peer_port;
+    }
+    return str;
+}
+
+int lx_environ_base(lx_state_t *st, PyObject *base)
+{
+    /* The keys every request sets, present from the start: the per-request
+     * copy then only replaces values and never has to grow. */
+    PyObject *keys[] = {st->k_REQUEST_METHOD,   st->k_PATH_INFO,
+                        st->k_QUERY_STRING,     st->k_RAW_URI,
+                        st->k_SERVER_PROTOCOL,  st->k_REMOTE_ADDR,
+                        st->k_REMOTE_PORT,      st->k_wsgi_input,
+                        st->k_wsgi_input_terminated};
+    size_t i;
+    for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+        if (PyDict_SetItem(base, keys[i], st->empty_str) < 0)
+            return -1;
+    return 0;
 }
 
 PyObject *lx_environ_build(lx_req_t *r)
@@ -236,12 +285,8 @@ PyObject *lx_environ_build(lx_req_t *r)
                   latin1_str(r->h.target.base, r->h.target.len)) < 0 ||
         PyDict_SetItem(env, st->k_SERVER_PROTOCOL,
                        r->h.minor_version ? st->v_http11 : st->v_http10) < 0 ||
-        set_steal(env, st->k_REMOTE_ADDR, remote_addr(c)) < 0 ||
-        set_steal(env, st->k_REMOTE_PORT,
-                  c->peer_family == AF_UNIX
-                      ? Py_NewRef(st->empty_str)
-                      : PyUnicode_FromFormat("%u", (unsigned)c->peer_port)) <
-            0 ||
+        set_steal(env, st->k_REMOTE_ADDR, remote_addr(srv, c)) < 0 ||
+        set_steal(env, st->k_REMOTE_PORT, remote_port(srv, c)) < 0 ||
         PyDict_SetItem(env, st->k_wsgi_input, (PyObject *)r->input) < 0 ||
         PyDict_SetItem(env, st->k_wsgi_input_terminated, Py_True) < 0)
         goto error;

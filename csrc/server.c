@@ -1329,7 +1329,10 @@ static int server_init(PyObject *self, PyObject *args, PyObject *kwds)
         lx_listener_t *l = &srv->listeners[i];
         l->io.fd = fd;
         l->io.kind = LX_IO_LISTENER;
-        l->base_environ = Py_NewRef(env);
+        l->base_environ = PyDict_Copy(env);
+        if (l->base_environ == NULL ||
+            lx_environ_base(srv->st, l->base_environ) < 0)
+            return -1;
         srv->nlisteners = (int)i + 1;
         if (lx_loop_add(srv->loop, &l->io, LX_EV_READ) < 0) {
             PyErr_SetFromErrno(PyExc_OSError);
@@ -1389,6 +1392,9 @@ static void server_dealloc(PyObject *self)
     Py_CLEAR(srv->log);
     Py_CLEAR(srv->server_line);
     Py_CLEAR(srv->pending_exc);
+    Py_CLEAR(srv->addr_str);
+    for (i = 0; i < 256; i++)
+        Py_CLEAR(srv->port_str[i]);
     Py_CLEAR(srv->module);
     tp->tp_free(self);
     Py_DECREF(tp);
