@@ -117,12 +117,12 @@ test-asan: deps
 	@test -x $(VENV_ASAN)/bin/python || $(PYTHON) -m venv $(VENV_ASAN)
 	$(VENV_ASAN)/bin/pip install -q --upgrade pip
 	$(VENV_ASAN)/bin/pip install -q setuptools wheel "greenlet>=3" \
-		pytest-timeout pytest requests flask django hypothesis
+		pytest-timeout
 	rm -rf $(VENV_ASAN)/src && mkdir -p $(VENV_ASAN)/src
 	tar -c --exclude=./.git --exclude='./.venv*' --exclude='*.so' \
 		--exclude=__pycache__ --exclude=./build . | tar -x -C $(VENV_ASAN)/src
 	cd $(VENV_ASAN)/src && LICHEN_SANITIZE=1 ../bin/pip install -q \
-		--no-build-isolation -e .
+		--no-build-isolation -e '.[test]'
 	cd $(VENV_ASAN)/src && \
 		LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libstdc++.so.6)" \
 		ASAN_OPTIONS=detect_leaks=0:quarantine_size_mb=8 \

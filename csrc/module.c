@@ -29,7 +29,17 @@ static PyObject *live_counts(PyObject *m, PyObject *unused)
                          atomic_load(&counters[LX_COUNT_WORKERS]));
 }
 
+PyObject *lx_probe_parse_request(PyObject *m, PyObject *args, PyObject *kw);
+PyObject *lx_probe_decode_chunked(PyObject *m, PyObject *arg);
+
 static PyMethodDef module_methods[] = {
+    {"parse_request", (PyCFunction)(void (*)(void))lx_probe_parse_request,
+     METH_VARARGS | METH_KEYWORDS,
+     "parse_request(data, limit_request_line=8190, limit_request_fields=100, "
+     "limit_request_field_size=8190): the engine's head parser on data: a "
+     "dict, None when incomplete, or the rejection status."},
+    {"decode_chunked", lx_probe_decode_chunked, METH_O,
+     "decode_chunked(data): (body, consumed), None when incomplete, or 400."},
     {"live_counts", live_counts, METH_NOARGS,
      "Live engine objects in this process: connections, buffers in use, "
      "buffers kept in free lists, worker greenlets. All zero once every "
