@@ -227,7 +227,7 @@ struct lx_server {
     PyObject *addr_str;
     uint16_t port_key[256];
     PyObject *port_str[256];
-    uint64_t now;          /* ms, cached per turn */
+    uint64_t now; /* ms, cached per turn */
     uint64_t emfile_logged;
     time_t date_sec;
     char date_line[48];

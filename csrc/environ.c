@@ -39,6 +39,7 @@ static const char *const common_headers[] = {
 };
 #define N_COMMON (sizeof(common_headers) / sizeof(common_headers[0]))
 static PyObject *common_keys[N_COMMON];
+static unsigned char common_len[N_COMMON];
 
 static PyObject *make_key(const char *name, size_t n)
 {
@@ -66,6 +67,7 @@ int lx_environ_init_state(lx_state_t *st)
     for (i = 0; i < N_COMMON; i++) {
         if (common_keys[i] != NULL)
             continue;
+        common_len[i] = (unsigned char)strlen(common_headers[i]);
         PyObject *k = make_key(common_headers[i], strlen(common_headers[i]));
         if (k == NULL)
             return -1;
@@ -81,7 +83,7 @@ static PyObject *header_key(const char *name, size_t n)
     size_t i;
     for (i = 0; i < N_COMMON; i++) {
         const char *c = common_headers[i];
-        if (c[0] == (name[0] | 0x20) && strlen(c) == n &&
+        if (common_len[i] == n && c[0] == (name[0] | 0x20) &&
             strncasecmp(c, name, n) == 0)
             return Py_NewRef(common_keys[i]);
     }
@@ -255,10 +257,10 @@ int lx_environ_base(lx_state_t *st, PyObject *base)
 {
     /* The keys every request sets, present from the start: the per-request
      * copy then only replaces values and never has to grow. */
-    PyObject *keys[] = {st->k_REQUEST_METHOD,   st->k_PATH_INFO,
-                        st->k_QUERY_STRING,     st->k_RAW_URI,
-                        st->k_SERVER_PROTOCOL,  st->k_REMOTE_ADDR,
-                        st->k_REMOTE_PORT,      st->k_wsgi_input,
+    PyObject *keys[] = {st->k_REQUEST_METHOD,       st->k_PATH_INFO,
+                        st->k_QUERY_STRING,         st->k_RAW_URI,
+                        st->k_SERVER_PROTOCOL,      st->k_REMOTE_ADDR,
+                        st->k_REMOTE_PORT,          st->k_wsgi_input,
                         st->k_wsgi_input_terminated};
     size_t i;
     for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)

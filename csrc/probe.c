@@ -29,8 +29,8 @@ PyObject *lx_probe_parse_request(PyObject *m, PyObject *args, PyObject *kw)
         goto done;
     }
     lx_http1_limits_t limits = {(size_t)line, (size_t)size, (size_t)fields};
-    lx_header_t *headers = PyMem_Malloc(sizeof(lx_header_t) *
-                                        ((size_t)fields + 1));
+    lx_header_t *headers =
+        PyMem_Malloc(sizeof(lx_header_t) * ((size_t)fields + 1));
     if (headers == NULL) {
         PyErr_NoMemory();
         goto done;
@@ -64,8 +64,8 @@ PyObject *lx_probe_parse_request(PyObject *m, PyObject *args, PyObject *kw)
                 str_of(req.target), "path", str_of(req.path), "query",
                 str_of(req.query), "minor_version", req.minor_version,
                 "content_length", (long long)req.content_length, "chunked",
-                (req.flags & LX_REQ_CHUNKED) ? Py_True : Py_False,
-                "keepalive", (req.flags & LX_REQ_KEEPALIVE) ? Py_True : Py_False,
+                (req.flags & LX_REQ_CHUNKED) ? Py_True : Py_False, "keepalive",
+                (req.flags & LX_REQ_KEEPALIVE) ? Py_True : Py_False,
                 "expect_continue",
                 (req.flags & LX_REQ_EXPECT_100) ? Py_True : Py_False,
                 "upgrade", (req.flags & LX_REQ_UPGRADE) ? Py_True : Py_False,

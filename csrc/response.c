@@ -8,15 +8,19 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <structmember.h>
+
 #define MAX_HEAD (1u << 20)
 #define DEFER_MAX 65536
 
 struct StartResponseObject {
     PyObject_HEAD lx_req_t *req;
+    vectorcallfunc vectorcall;
 };
 
 struct WriterObject {
     PyObject_HEAD lx_req_t *req;
+    vectorcallfunc vectorcall;
 };
 
 typedef struct {
@@ -151,14 +155,53 @@ static int check_headers(PyObject *headers)
 /* ------------------------------------------------------------------ */
 /* start_response and write */
 
-static PyObject *sr_call(PyObject *self, PyObject *args, PyObject *kw)
+/* Arguments by position or by name, without building a tuple: this is
+ * called once per request. */
+static int vc_args(const char *fname, PyObject *const *args, size_t nargsf,
+                   PyObject *kwnames, const char *const *names, int nmin,
+                   int nmax, PyObject **out)
 {
+    Py_ssize_t n = PyVectorcall_NARGS(nargsf), i, k;
+    if (n > nmax) {
+        PyErr_Format(PyExc_TypeError, "%s() takes at most %d arguments", fname,
+                     nmax);
+        return -1;
+    }
+    for (i = 0; i < nmax; i++)
+        out[i] = i < n ? args[i] : NULL;
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    for (k = 0; k < nkw; k++) {
+        PyObject *key = PyTuple_GET_ITEM(kwnames, k);
+        for (i = 0; i < nmax; i++)
+            if (PyUnicode_CompareWithASCIIString(key, names[i]) == 0)
+                break;
+        if (i == nmax || out[i] != NULL) {
+            PyErr_Format(PyExc_TypeError,
+                         "%s() got an unexpected or repeated argument %R",
+                         fname, key);
+            return -1;
+        }
+        out[i] = args[n + k];
+    }
+    for (i = 0; i < nmin; i++)
+        if (out[i] == NULL) {
+            PyErr_Format(PyExc_TypeError, "%s() missing argument '%s'", fname,
+                         names[i]);
+            return -1;
+        }
+    return 0;
+}
+
+static PyObject *sr_vectorcall(PyObject *self, PyObject *const *vargs,
+                               size_t nargsf, PyObject *kwnames)
+{
+    static const char *const names[] = {"status", "headers", "exc_info"};
     lx_req_t *r = ((StartResponseObject *)self)->req;
-    PyObject *status, *headers, *exc_info = Py_None;
-    static char *kwlist[] = {"status", "headers", "exc_info", NULL};
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|O:start_response", kwlist,
-                                     &status, &headers, &exc_info))
+    PyObject *a[3];
+    if (vc_args("start_response", vargs, nargsf, kwnames, names, 2, 3, a) < 0)
         return NULL;
+    PyObject *status = a[0], *headers = a[1];
+    PyObject *exc_info = a[2] ? a[2] : Py_None;
     if (r == NULL) {
         PyErr_SetString(PyExc_RuntimeError,
                         "start_response called after the request ended");
@@ -197,8 +240,15 @@ static void sr_dealloc(PyObject *self)
     Py_DECREF(tp);
 }
 
+static PyMemberDef sr_members[] = {
+    {"__vectorcalloffset__", T_PYSSIZET,
+     offsetof(StartResponseObject, vectorcall), READONLY, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
 static PyType_Slot sr_slots[] = {
-    {Py_tp_call, sr_call},
+    {Py_tp_call, PyVectorcall_Call},
+    {Py_tp_members, sr_members},
     {Py_tp_dealloc, sr_dealloc},
     {0, NULL},
 };
@@ -206,18 +256,22 @@ static PyType_Slot sr_slots[] = {
 PyType_Spec lx_start_response_spec = {
     .name = "lichen._lichen.StartResponse",
     .basicsize = sizeof(StartResponseObject),
-    .flags = Py_TPFLAGS_DEFAULT,
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL,
     .slots = sr_slots,
 };
 
 static int write_body(lx_req_t *r, const char *data, size_t len, int last);
 
-static PyObject *writer_call(PyObject *self, PyObject *args, PyObject *kw)
+static PyObject *writer_vectorcall(PyObject *self, PyObject *const *vargs,
+                                   size_t nargsf, PyObject *kwnames)
 {
+    static const char *const names[] = {"data"};
     lx_req_t *r = ((WriterObject *)self)->req;
+    PyObject *a[1];
     Py_buffer view;
-    static char *kwlist[] = {"data", NULL};
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "y*:write", kwlist, &view))
+    if (vc_args("write", vargs, nargsf, kwnames, names, 1, 1, a) < 0)
+        return NULL;
+    if (PyObject_GetBuffer(a[0], &view, PyBUF_SIMPLE) < 0)
         return NULL;
     if (r == NULL || r->conn == NULL) {
         PyBuffer_Release(&view);
@@ -238,8 +292,15 @@ static PyObject *writer_call(PyObject *self, PyObject *args, PyObject *kw)
     Py_RETURN_NONE;
 }
 
+static PyMemberDef writer_members[] = {
+    {"__vectorcalloffset__", T_PYSSIZET, offsetof(WriterObject, vectorcall),
+     READONLY, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
 static PyType_Slot writer_slots[] = {
-    {Py_tp_call, writer_call},
+    {Py_tp_call, PyVectorcall_Call},
+    {Py_tp_members, writer_members},
     {Py_tp_dealloc, sr_dealloc},
     {0, NULL},
 };
@@ -247,7 +308,7 @@ static PyType_Slot writer_slots[] = {
 PyType_Spec lx_writer_spec = {
     .name = "lichen._lichen.Writer",
     .basicsize = sizeof(WriterObject),
-    .flags = Py_TPFLAGS_DEFAULT,
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL,
     .slots = writer_slots,
 };
 
@@ -1013,12 +1074,14 @@ static int ensure_objects(lx_req_t *r)
         if (r->sr == NULL)
             return -1;
         r->sr->req = NULL;
+        r->sr->vectorcall = sr_vectorcall;
     }
     if (r->writer == NULL) {
         r->writer = PyObject_New(WriterObject, st->writer_type);
         if (r->writer == NULL)
             return -1;
         r->writer->req = NULL;
+        r->writer->vectorcall = writer_vectorcall;
     }
     lx_input_attach(r->input, r);
     r->sr->req = r;

@@ -406,7 +406,9 @@ static void dispatch(lx_server_t *srv, lx_conn_t *c, size_t head_len)
     c->worker = w;
     c->state = LX_CS_ACTIVE;
     c->flags &= ~LX_CONN_F_HEADTIMER;
-    lx_timer_cancel(&c->timer);
+    /* The idle or head timer is left to run: for an active connection it
+     * only acts on a worker waiting on it, whose wait re-arms it first.
+     * Saves unlinking it now and again before the next request. */
     hub_switch(srv, w->greenlet);
 }
 
@@ -483,7 +485,6 @@ static ssize_t conn_recv(lx_server_t *srv, lx_conn_t *c, size_t max_cap)
 static void conn_read_head(lx_server_t *srv, lx_conn_t *c)
 {
     while (c->flags & LX_CONN_F_READABLE) {
-        int fresh = c->rbuf == NULL || lx_buf_avail(c->rbuf) == 0;
         ssize_t n = conn_recv(srv, c, srv->max_head + READ_RESERVE);
         if (n == LX_AGAIN) {
             if (c->rbuf != NULL && lx_buf_avail(c->rbuf) == 0)
@@ -498,22 +499,23 @@ static void conn_read_head(lx_server_t *srv, lx_conn_t *c)
             lx_conn_close(c);
             return;
         }
-        if (fresh && !(c->flags & LX_CONN_F_HEADTIMER)) {
-            /* The head timeout is armed once per request. */
+        if (head_worth_parsing(srv, c)) {
+            int status;
+            int rc = head_parse(srv, c, &srv->scratch, &status);
+            if (rc < 0) {
+                lx_conn_reject(c, status);
+                return;
+            }
+            if (rc > 0) {
+                dispatch(srv, c, (size_t)rc);
+                return;
+            }
+        }
+        if (!(c->flags & LX_CONN_F_HEADTIMER)) {
+            /* A head in progress: its timeout is armed once, from here (a
+             * head that came whole never needed it). */
             lx_timer_arm(&srv->t_header, &c->timer, srv->now);
             c->flags |= LX_CONN_F_HEADTIMER;
-        }
-        if (!head_worth_parsing(srv, c))
-            continue;
-        int status;
-        int rc = head_parse(srv, c, &srv->scratch, &status);
-        if (rc < 0) {
-            lx_conn_reject(c, status);
-            return;
-        }
-        if (rc > 0) {
-            dispatch(srv, c, (size_t)rc);
-            return;
         }
     }
 }
