@@ -39,6 +39,7 @@ static const char *const common_headers[] = {
 };
 #define N_COMMON (sizeof(common_headers) / sizeof(common_headers[0]))
 static PyObject *common_keys[N_COMMON];
+#define COOKIE_INDEX 6 /* "cookie" above */
 static unsigned char common_len[N_COMMON];
 
 static PyObject *make_key(const char *name, size_t n)
@@ -317,7 +318,11 @@ PyObject *lx_environ_build(lx_req_t *r)
         }
         PyObject *prev = PyDict_GetItemWithError(env, key);
         if (prev != NULL) {
-            PyObject *joined = PyUnicode_FromFormat("%U,%U", prev, value);
+            /* RFC 9110 5.3 joins repeated fields with ","; cookies are
+             * joined with "; " (RFC 9113 8.2.3), as cookie parsers expect. */
+            PyObject *joined = PyUnicode_FromFormat(
+                key == common_keys[COOKIE_INDEX] ? "%U; %U" : "%U,%U", prev,
+                value);
             Py_DECREF(value);
             value = joined;
         } else if (PyErr_Occurred()) {

@@ -130,6 +130,24 @@ static uptr next_elem(uptr p, uptr e, uptr *es, uptr *ee)
     }
 }
 
+/* Whether a list value has an empty element ("a,", ",a", "a, ,b"). RFC
+ * 9110 5.6.1 lets a recipient skip them, but a proxy in front may read
+ * such a Transfer-Encoding differently: refusing it is the safe side. */
+static int list_has_empty(uptr p, uptr e)
+{
+    int empty = 1; /* the current element has no byte but OWS so far */
+    for (; p < e; p++) {
+        if (*p == ',') {
+            if (empty)
+                return 1;
+            empty = 1;
+        } else if (!is_ows(*p)) {
+            empty = 0;
+        }
+    }
+    return empty;
+}
+
 /* Apply the meaning of one header field. Returns 0 or an error status. */
 static int header_semantics(facts_t *f, uptr n, size_t nlen, uptr v,
                             size_t vlen, int minor)
@@ -193,7 +211,7 @@ static int header_semantics(facts_t *f, uptr n, size_t nlen, uptr v,
             return 0;
         if (minor == 0 || f->cl_seen)
             return 400;
-        if (vlen == 0)
+        if (vlen == 0 || list_has_empty(v, ve))
             return 400;
         f->te_seen = 1;
         q = v;
