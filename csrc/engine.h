@@ -47,9 +47,9 @@ static inline void lx_err_set(PyObject *v)
 #endif
 
 /* getattr that treats a missing attribute as 0 (not an error). */
-static inline int lx_getattr_opt(PyObject *o, const char *name, PyObject **out)
+static inline int lx_getattr_opt(PyObject *o, PyObject *name, PyObject **out)
 {
-    *out = PyObject_GetAttrString(o, name);
+    *out = PyObject_GetAttr(o, name);
     if (*out != NULL)
         return 1;
     if (!PyErr_ExceptionMatches(PyExc_AttributeError))

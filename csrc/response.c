@@ -357,8 +357,13 @@ static PyObject *fw_close(PyObject *self, PyObject *unused)
     (void)unused;
     if (fw->filelike != NULL) {
         PyObject *close;
-        if (lx_getattr_opt(fw->filelike, "close", &close) < 0)
-            return NULL;
+        /* (a subclass's type has no module state to hold the name) */
+        close = PyObject_GetAttrString(fw->filelike, "close");
+        if (close == NULL) {
+            if (!PyErr_ExceptionMatches(PyExc_AttributeError))
+                return NULL;
+            PyErr_Clear();
+        }
         if (close != NULL) {
             PyObject *res = PyObject_CallNoArgs(close);
             Py_DECREF(close);
@@ -1024,9 +1029,8 @@ static void request_error(lx_req_t *r)
         r->failed = 1; /* mid-response: only a close can tell */
         return;
     }
-    /* Drop whatever the failed response had put in the buffer... only its
-     * own part: earlier pipelined responses stay. Nothing was added since
-     * the head was not built. */
+    /* r->out holds only earlier pipelined responses (this one's head was
+     * never built): they go first, then the error. */
     if (send_simple(r, status) < 0) {
         PyErr_Clear();
         r->failed = 1;
@@ -1039,7 +1043,7 @@ static void call_close(lx_req_t *r, PyObject *result)
     if (PyList_CheckExact(result) || PyTuple_CheckExact(result) ||
         PyBytes_CheckExact(result))
         return;
-    if (lx_getattr_opt(result, "close", &close) < 0) {
+    if (lx_getattr_opt(result, r->srv->st->s_close, &close) < 0) {
         request_error(r);
         return;
     }
