@@ -7,6 +7,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 TEST_TIMEOUT ?= 120
 FUZZ_SECONDS ?= 60
+FUZZ_CI_SECONDS ?= 30
 PYTEST_ARGS ?=
 
 CC ?= gcc
@@ -23,8 +24,8 @@ FORMAT_C := $(wildcard csrc/*.c csrc/*.h tests/c/*.c fuzz/*.c)
 # Root runs apt-get itself; anyone else needs sudo.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps venv build serve ctest fuzz-replay fuzz test test-asan \
-	format bench clean distclean
+.PHONY: all deps test-tools venv build serve ctest fuzz-replay fuzz fuzz-ci \
+	test test-asan format bench clean distclean
 
 all: build
 
@@ -44,6 +45,21 @@ deps:
 			exit 1; }; \
 		$(SUDO) apt-get update -q && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q $$missing; \
+	fi
+
+# Tools of the abuse and soak tests (slowhttptest, wrk), Debian packages
+# installed when missing; without them those tests are skipped.
+test-tools:
+	@missing=""; \
+	command -v slowhttptest >/dev/null 2>&1 || missing="$$missing slowhttptest"; \
+	command -v wrk >/dev/null 2>&1 || missing="$$missing wrk"; \
+	if [ -n "$$missing" ]; then \
+		if command -v apt-get >/dev/null 2>&1; then \
+			echo "== installing Debian packages:$$missing"; \
+			$(SUDO) apt-get update -q && \
+			DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q \
+				$$missing || echo "== could not install:$$missing"; \
+		else echo "== missing:$$missing (their tests will be skipped)"; fi; \
 	fi
 
 # The stamp is remade when the build inputs change, so `make test` never
@@ -102,9 +118,37 @@ fuzz:
 			-artifact_prefix=fuzz/artifacts/$$name- $$dict $$corpus; \
 	done
 
+# Every fuzz target for FUZZ_CI_SECONDS under ASan+UBSan, from the corpus and
+# the dictionary; inputs it finds go to a temporary directory, not the
+# repository. Fails on any crash, leak, timeout or broken invariant, and then
+# keeps the temporary directory with the crashing input.
+fuzz-ci:
+	@command -v clang >/dev/null 2>&1 || { \
+		echo "== installing clang"; \
+		$(SUDO) apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q clang; }
+	@mkdir -p fuzz/bin; work=$$(mktemp -d "$${TMPDIR:-/tmp}/lichen-fuzz.XXXXXX"); \
+	for src in $(FUZZ_TARGETS); do \
+		name=$$(basename $$src .c); short=$${name#fuzz_}; \
+		mkdir -p $$work/$$short fuzz/corpus/$$short; \
+		echo "== fuzz-ci $$name for $(FUZZ_CI_SECONDS)s"; \
+		clang $(FUZZ_CFLAGS) $$src -o fuzz/bin/$$name || exit 1; \
+		./fuzz/bin/$$name -max_total_time=$(FUZZ_CI_SECONDS) -timeout=10 \
+			-rss_limit_mb=2048 -print_final_stats=1 -dict=fuzz/http1.dict \
+			-artifact_prefix=$$work/$$name- $$work/$$short \
+			fuzz/corpus/$$short > $$work/$$name.log 2>&1; \
+		rc=$$?; \
+		grep -E '^(Done|stat::number_of_executed_units|stat::peak_rss_mb)' \
+			$$work/$$name.log | sed 's/^/   /'; \
+		if [ $$rc -ne 0 ]; then tail -n 60 $$work/$$name.log; \
+			echo "== fuzz-ci $$name FAILED (exit $$rc); inputs and log in $$work"; \
+			exit 1; fi; \
+	done; rm -rf $$work
+
 # The whole suite: C units, fuzz corpora, pytest, and pytest again against
-# the extension built with AddressSanitizer and UBSan.
-test: venv ctest fuzz-replay
+# the extension built with AddressSanitizer and UBSan (without the tests
+# marked heavy: the abuse and soak runs).
+test: venv test-tools ctest fuzz-replay fuzz-ci
 	@echo "== pytest"
 	$(PY) -m pytest -q -p no:cacheprovider --timeout=$(TEST_TIMEOUT) \
 		$(PYTEST_ARGS) tests
@@ -126,7 +170,7 @@ test-asan: deps
 	cd $(VENV_ASAN)/src && \
 		LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libstdc++.so.6)" \
 		ASAN_OPTIONS=detect_leaks=0:quarantine_size_mb=8 \
-		../bin/python -m pytest -q -p no:cacheprovider \
+		../bin/python -m pytest -q -p no:cacheprovider -m "not heavy" \
 		--timeout=$(TEST_TIMEOUT) $(PYTEST_ARGS) tests
 
 format:
@@ -140,7 +184,7 @@ format:
 	else echo "ruff/black not installed: Python left as is"; fi
 
 bench: venv
-	$(PYTHON) bench/hello.py
+	$(PYTHON) bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf build dist *.egg-info lichen/*.so tests/c/bin fuzz/bin fuzz/artifacts \

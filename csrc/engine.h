@@ -100,6 +100,7 @@ enum {
 #define LX_CONN_F_WAITING 0x08 /* its worker waits on it */
 #define LX_CONN_F_UNIX 0x10
 #define LX_CONN_F_HEADTIMER 0x20 /* the head timeout runs for this request */
+#define LX_CONN_F_EOF 0x40 /* the peer closed its side: read to the end */
 
 /* Outcome of a wait, set by the hub before it switches back. */
 enum { LX_WAIT_READY = 0, LX_WAIT_TIMEOUT, LX_WAIT_CLOSED };
@@ -171,6 +172,7 @@ struct lx_req {
     StartResponseObject *sr;
     WriterObject *writer;
     uint64_t t_start; /* us, for the access log */
+    uint64_t burst;   /* bytes written since this worker last let others run */
 };
 
 struct lx_worker {
@@ -200,6 +202,10 @@ struct lx_server {
     lx_worker_t **idle;
     int nidle, idle_cap;
     lx_worker_t *dead_workers;
+    /* connections whose worker yielded to let others run, resumed at the
+     * end of the turn (ready) or the next one (ready_next) */
+    lx_conn_t **ready, **ready_next;
+    size_t nready, nready_next, ready_cap, ready_next_cap;
     lx_bufpool_t bufs;
     lx_timer_list_t t_header, t_body, t_write, t_keepalive, t_linger, t_accept;
     lx_timer_t accept_timer;
@@ -241,6 +247,9 @@ void lx_conn_reject(lx_conn_t *c, int status);
 /* Wait in the current worker until the conn is ready for what
  * (LX_EV_READ / LX_EV_WRITE): 0, or -1 with an exception. */
 int lx_conn_wait(lx_req_t *r, unsigned what);
+/* Account n bytes written; past a burst limit, let other connections run
+ * before going on: 0, or -1 with an exception. */
+int lx_conn_progress(lx_req_t *r, size_t n);
 /* Write every byte of iov, waiting as needed: 0 or -1 (exception). */
 int lx_conn_writev_all(lx_req_t *r, struct iovec *iov, int iovcnt);
 /* Read more bytes into rbuf. > 0 bytes, 0 would block (only when !wait),

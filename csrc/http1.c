@@ -13,7 +13,7 @@
 /* Character classes (RFC 9110 5.6.2 tchar, RFC 9112 3.2 request-target,
  * RFC 9110 5.5 field-value bytes, HEXDIG). */
 #define C_TCHAR 0x01  /* token character */
-#define C_TARGET 0x02 /* request-target byte: 0x21-0x7E but '#', 0x80-0xFF */
+#define C_TARGET 0x02 /* request-target byte: 0x21-0x7E but '#' */
 #define C_VALUE 0x04  /* field-value byte: HTAB, SP, VCHAR, obs-text */
 #define C_HEX 0x08    /* HEXDIG */
 
@@ -26,14 +26,14 @@ static const unsigned char ctab[256] = {
     7,  7,  7,  7,  7,  7,  7,  7,  7,  7,  7, 6, 6, 6, 7, 7, /* 0x50 */
     7,  15, 15, 15, 15, 15, 15, 7,  7,  7,  7, 7, 7, 7, 7, 7, /* 0x60 */
     7,  7,  7,  7,  7,  7,  7,  7,  7,  7,  7, 6, 7, 6, 7, 0, /* 0x70 */
-    6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  6, 6, 6, 6, 6, 6, /* 0x80 */
-    6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  6, 6, 6, 6, 6, 6, /* 0x90 */
-    6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  6, 6, 6, 6, 6, 6, /* 0xa0 */
-    6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  6, 6, 6, 6, 6, 6, /* 0xb0 */
-    6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  6, 6, 6, 6, 6, 6, /* 0xc0 */
-    6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  6, 6, 6, 6, 6, 6, /* 0xd0 */
-    6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  6, 6, 6, 6, 6, 6, /* 0xe0 */
-    6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  6, 6, 6, 6, 6, 6, /* 0xf0 */
+    4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4, 4, 4, 4, 4, 4, /* 0x80 */
+    4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4, 4, 4, 4, 4, 4, /* 0x90 */
+    4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4, 4, 4, 4, 4, 4, /* 0xa0 */
+    4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4, 4, 4, 4, 4, 4, /* 0xb0 */
+    4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4, 4, 4, 4, 4, 4, /* 0xc0 */
+    4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4, 4, 4, 4, 4, 4, /* 0xd0 */
+    4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4, 4, 4, 4, 4, 4, /* 0xe0 */
+    4,  4,  4,  4,  4,  4,  4,  4,  4,  4,  4, 4, 4, 4, 4, 4, /* 0xf0 */
 };
 
 typedef const unsigned char *uptr;
@@ -106,6 +106,7 @@ typedef struct {
     unsigned conn_keepalive : 1;
     unsigned conn_upgrade : 1;
     unsigned expect100 : 1;
+    unsigned ct_seen : 1;
     int64_t content_length;
 } facts_t;
 
@@ -148,6 +149,76 @@ static int list_has_empty(uptr p, uptr e)
     return empty;
 }
 
+/* RFC 3986 authority (userinfo@host:port) of an absolute-form or
+ * authority-form target: reg-name or bracketed IP literal, digits port. */
+static int authority_ok(uptr p, uptr e, int need_port)
+{
+    uptr at = NULL;
+    for (uptr q = p; q < e; q++)
+        if (*q == '@')
+            at = q;
+    if (at != NULL)
+        p = at + 1;
+    if (p < e && *p == '[') {
+        uptr close = memchr(p, ']', (size_t)(e - p));
+        if (close == NULL || close == p + 1)
+            return 0;
+        for (uptr q = p + 1; q < close; q++)
+            if (!((ctab[*q] & C_HEX) || *q == ':' || *q == '.'))
+                return 0;
+        p = close + 1;
+    } else {
+        uptr h = p;
+        while (p < e && *p != ':') {
+            unsigned char c = *p;
+            if (!((ctab[c] & C_TCHAR) || c == '(' || c == ')' || c == ',' ||
+                  c == ';' || c == '=') ||
+                c == '^' || c == '`' || c == '|' || c == '#')
+                return 0;
+            p++;
+        }
+        if (p == h)
+            return 0;
+    }
+    if (p == e)
+        return !need_port;
+    if (*p != ':')
+        return 0;
+    for (p++; p < e; p++)
+        if ((unsigned)*p - '0' > 9)
+            return 0;
+    return 1;
+}
+
+/* RFC 9112 3.2: origin-form for any method, absolute-form for any method,
+ * authority-form only and always for CONNECT, asterisk-form only for
+ * OPTIONS. Anything else ("foo/bar") is refused. */
+static int target_form_ok(uptr m, size_t mlen, uptr t, size_t tlen)
+{
+    int connect = mlen == 7 && memcmp(m, "CONNECT", 7) == 0;
+    if (connect)
+        return authority_ok(t, t + tlen, 1);
+    if (t[0] == '/')
+        return 1;
+    if (tlen == 1 && t[0] == '*')
+        return mlen == 7 && memcmp(m, "OPTIONS", 7) == 0;
+    /* absolute-form: scheme "://" authority [ path-abempty ] [ "?" query ] */
+    uptr p = t, e = t + tlen;
+    if (!((*p | 0x20) >= 'a' && (*p | 0x20) <= 'z'))
+        return 0;
+    while (p < e &&
+           (((*p | 0x20) >= 'a' && (*p | 0x20) <= 'z') ||
+            ((unsigned)*p - '0' <= 9) || *p == '+' || *p == '-' || *p == '.'))
+        p++;
+    if (e - p < 3 || p[0] != ':' || p[1] != '/' || p[2] != '/')
+        return 0;
+    p += 3;
+    uptr a = p;
+    while (p < e && *p != '/' && *p != '?')
+        p++;
+    return authority_ok(a, p, 0);
+}
+
 /* Apply the meaning of one header field. Returns 0 or an error status. */
 static int header_semantics(facts_t *f, uptr n, size_t nlen, uptr v,
                             size_t vlen, int minor)
@@ -184,6 +255,14 @@ static int header_semantics(facts_t *f, uptr n, size_t nlen, uptr v,
             else if (lit_ieq(es, el, LIT("upgrade")))
                 f->conn_upgrade = 1;
         }
+        return 0;
+    case 12:
+        /* A singleton field: two would reach the application joined. */
+        if (!lit_ieq(n, nlen, LIT("content-type")))
+            return 0;
+        if (f->ct_seen)
+            return 400;
+        f->ct_seen = 1;
         return 0;
     case 14:
         if (!lit_ieq(n, nlen, LIT("content-length")))
@@ -296,6 +375,8 @@ int lx_http1_parse_request(const char *buf, size_t len, lx_http1_req_t *req,
         goto fail;
     req->target.base = (const char *)tok;
     req->target.len = (size_t)(p - tok);
+    if (!target_form_ok(line, req->method.len, tok, req->target.len))
+        goto fail;
     {
         uptr qm = memchr(tok, '?', (size_t)(p - tok));
         req->path.base = (const char *)tok;

@@ -9,8 +9,12 @@
 
 #define LX_EV_READ 0x01
 #define LX_EV_WRITE 0x02
-/* Hang-ups and errors are reported as readiness: the next read or write
- * tells the owner what happened, so no separate code path is needed. */
+/* The peer closed its side: reported with LX_EV_READ. The edge for it
+ * may come with the last bytes, so an owner that skips reading after a
+ * short read must not skip it then (or the end goes unseen). */
+#define LX_EV_EOF 0x04
+/* Hang-ups and errors are reported as readiness (and EOF): the next read or
+ * write tells the owner what happened. */
 
 typedef struct lx_io {
     int fd;

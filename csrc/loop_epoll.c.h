@@ -85,9 +85,9 @@ lx_io_t *lx_loop_event(const lx_loop_t *loop, int i, unsigned *events)
     if (e & EPOLLOUT)
         r |= LX_EV_WRITE;
     if (e & EPOLLRDHUP)
-        r |= LX_EV_READ;
+        r |= LX_EV_READ | LX_EV_EOF;
     if (e & (EPOLLHUP | EPOLLERR))
-        r |= LX_EV_READ | LX_EV_WRITE;
+        r |= LX_EV_READ | LX_EV_WRITE | LX_EV_EOF;
     *events = r;
     return loop->events[i].data.ptr;
 }

@@ -95,8 +95,10 @@ lx_io_t *lx_loop_event(const lx_loop_t *loop, int i, unsigned *events)
         r |= LX_EV_READ;
     else if (ke->filter == EVFILT_WRITE)
         r |= LX_EV_WRITE;
+    if (ke->flags & EV_EOF)
+        r |= LX_EV_EOF;
     if (ke->flags & EV_ERROR)
-        r |= LX_EV_READ | LX_EV_WRITE;
+        r |= LX_EV_READ | LX_EV_WRITE | LX_EV_EOF;
     *events = r;
     return ke->udata;
 }

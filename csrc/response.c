@@ -779,6 +779,8 @@ static int send_file(lx_req_t *r, FileWrapperObject *fw)
         if (n > 0) {
             left -= (uint64_t)n;
             r->resp_sent += (uint64_t)n;
+            if (lx_conn_progress(r, (size_t)n) < 0)
+                return -1;
             continue;
         }
         if (n == LX_AGAIN) {

@@ -16,6 +16,9 @@
 #define LINGER_MS 2000
 #define ACCEPT_PAUSE_MS 100
 #define READ_RESERVE 4096
+/* A writer that never has to wait still lets the others run after this
+ * many bytes: a fast reader of a huge response cannot starve the loop. */
+#define WRITE_BURST (256u * 1024u)
 
 static const char canned_continue[] = "HTTP/1.1 100 Continue\r\n\r\n";
 
@@ -117,6 +120,14 @@ void lx_conn_close(lx_conn_t *c)
 
 static void free_dead_conns(lx_server_t *srv)
 {
+    if (srv->dead != NULL && srv->nready_next > 0) {
+        /* No resumption may outlive its connection. */
+        size_t i, k = 0;
+        for (i = 0; i < srv->nready_next; i++)
+            if (!(srv->ready_next[i]->flags & LX_CONN_F_CLOSED))
+                srv->ready_next[k++] = srv->ready_next[i];
+        srv->nready_next = k;
+    }
     while (srv->dead != NULL) {
         lx_conn_t *c = srv->dead;
         srv->dead = c->next;
@@ -472,8 +483,9 @@ static ssize_t conn_recv(lx_server_t *srv, lx_conn_t *c, size_t max_cap)
     if (n > 0) {
         b->len += (size_t)n;
         /* A short read drained the socket: the next edge will say when
-         * more arrives, so no EAGAIN round trip is needed. */
-        if ((size_t)n < room)
+         * more arrives, so no EAGAIN round trip is needed. Not so once the
+         * peer closed: that edge is spent, the end must be read. */
+        if ((size_t)n < room && !(c->flags & LX_CONN_F_EOF))
             c->flags &= ~LX_CONN_F_READABLE;
     } else if (n == LX_AGAIN) {
         c->flags &= ~LX_CONN_F_READABLE;
@@ -526,6 +538,8 @@ static void on_conn_event(lx_server_t *srv, lx_conn_t *c, unsigned ev)
         return;
     if (ev & LX_EV_READ)
         c->flags |= LX_CONN_F_READABLE;
+    if (ev & LX_EV_EOF)
+        c->flags |= LX_CONN_F_EOF;
     if (ev & LX_EV_WRITE)
         c->flags |= LX_CONN_F_WRITABLE;
     switch (c->state) {
@@ -559,6 +573,7 @@ int lx_conn_wait(lx_req_t *r, unsigned what)
     c->wait_for = (uint8_t)what;
     c->wait_result = LX_WAIT_READY;
     c->flags |= LX_CONN_F_WAITING;
+    r->burst = 0;
     lx_timer_arm(what & LX_EV_WRITE ? &srv->t_write : &srv->t_body, &c->timer,
                  srv->now);
     PyObject *res = lx_green_switch(srv->hub);
@@ -583,6 +598,65 @@ int lx_conn_wait(lx_req_t *r, unsigned what)
     return 0;
 }
 
+int lx_conn_progress(lx_req_t *r, size_t n)
+{
+    lx_server_t *srv = r->srv;
+    lx_conn_t *c = r->conn;
+    r->burst += n;
+    if (r->burst < WRITE_BURST || srv->hub == NULL)
+        return 0;
+    r->burst = 0;
+    if (srv->nready_next == srv->ready_next_cap) {
+        size_t cap = srv->ready_next_cap ? srv->ready_next_cap * 2 : 64;
+        lx_conn_t **q = PyMem_Realloc(srv->ready_next, sizeof(*q) * cap);
+        if (q == NULL)
+            return 0; /* not fair, but not an error either */
+        srv->ready_next = q;
+        srv->ready_next_cap = cap;
+    }
+    srv->ready_next[srv->nready_next++] = c;
+    /* A wait for nothing: the hub resumes it next turn (or the stop closes
+     * it, like any waiter). */
+    c->wait_for = 0;
+    c->wait_result = LX_WAIT_READY;
+    c->flags |= LX_CONN_F_WAITING;
+    PyObject *res = lx_green_switch(srv->hub);
+    c->flags &= ~LX_CONN_F_WAITING;
+    if (res == NULL)
+        return -1;
+    Py_DECREF(res);
+    if (c->wait_result == LX_WAIT_CLOSED) {
+        r->failed = 1;
+        PyErr_SetString(srv->st->ClientDisconnected,
+                        "the server closed the connection");
+        return -1;
+    }
+    return 0;
+}
+
+/* Resume the workers that yielded during the previous turn. */
+static void run_ready(lx_server_t *srv)
+{
+    lx_conn_t **q = srv->ready_next;
+    size_t n = srv->nready_next, cap = srv->ready_next_cap, i;
+    srv->ready_next = srv->ready;
+    srv->ready_next_cap = srv->ready_cap;
+    srv->nready_next = 0;
+    srv->ready = q;
+    srv->ready_cap = cap;
+    srv->nready = n;
+    for (i = 0; i < n; i++) {
+        lx_conn_t *c = q[i];
+        /* Closed since, or already woken by a stop: nothing to resume. */
+        if ((c->flags & (LX_CONN_F_CLOSED | LX_CONN_F_WAITING)) !=
+                LX_CONN_F_WAITING ||
+            c->wait_for != 0 || c->state != LX_CS_ACTIVE)
+            continue;
+        conn_wake(srv, c, LX_WAIT_READY);
+    }
+    srv->nready = 0;
+}
+
 int lx_conn_writev_all(lx_req_t *r, struct iovec *iov, int iovcnt)
 {
     lx_conn_t *c = r->conn;
@@ -602,6 +676,8 @@ int lx_conn_writev_all(lx_req_t *r, struct iovec *iov, int iovcnt)
                                                             : iovcnt - first);
         if (n > 0) {
             first += lx_iov_advance(iov + first, iovcnt - first, (size_t)n);
+            if (lx_conn_progress(r, (size_t)n) < 0)
+                return -1;
             continue;
         }
         if (n == LX_AGAIN) {
@@ -682,39 +758,49 @@ static void worker_serve(lx_worker_t *w)
             keep = 0;
         if (!keep)
             break;
-        /* A pipelined request may already be here; else look once. */
-        lx_buf_t *b = c->rbuf;
-        if ((b == NULL || lx_buf_avail(b) == 0) &&
-            (c->flags & LX_CONN_F_READABLE)) {
+        /* The next request: maybe pipelined, maybe in the socket already.
+         * Read while an edge says there is more, since the hub will not
+         * hear of it again. */
+        int rc = 0, status = 400;
+        for (;;) {
+            lx_buf_t *b = c->rbuf;
+            if (b != NULL && lx_buf_avail(b) > 0) {
+                rc = head_parse(srv, c, &r->h, &status);
+                if (rc != 0)
+                    break;
+            }
+            if (!(c->flags & LX_CONN_F_READABLE))
+                break;
             ssize_t n = conn_recv(srv, c, srv->max_head + READ_RESERVE);
             if (n == 0 || n == LX_ERR) {
+                rc = -2; /* gone */
+                break;
+            }
+            if (n == LX_AGAIN)
+                break;
+        }
+        if (rc == -2) {
+            keep = 0;
+            break;
+        }
+        if (rc > 0) {
+            r->head_len = (size_t)rc;
+            if (r->out != NULL && lx_buf_avail(r->out) >= 65536 &&
+                lx_req_flush(r) < 0) {
                 keep = 0;
                 break;
             }
-            b = c->rbuf;
+            continue; /* pipelined */
         }
-        if (b != NULL && lx_buf_avail(b) > 0) {
-            int status;
-            int rc = head_parse(srv, c, &r->h, &status);
-            if (rc > 0) {
-                r->head_len = (size_t)rc;
-                if (r->out != NULL && lx_buf_avail(r->out) >= 65536 &&
-                    lx_req_flush(r) < 0) {
-                    keep = 0;
-                    break;
-                }
-                continue; /* pipelined */
+        if (rc < 0) {
+            /* Earlier responses of the batch go out first. */
+            if (lx_req_flush(r) < 0) {
+                PyErr_Clear();
+                lx_conn_close(c);
+            } else {
+                lx_conn_reject(c, status);
             }
-            if (rc < 0) {
-                /* Earlier responses of the batch go out first. */
-                if (lx_req_flush(r) < 0) {
-                    PyErr_Clear();
-                    lx_conn_close(c);
-                } else {
-                    lx_conn_reject(c, status);
-                }
-                goto done;
-            }
+            goto done;
         }
         /* Back to the hub: flush what was deferred for the batch. */
         if (lx_req_flush(r) < 0) {
@@ -958,7 +1044,7 @@ static int loop_turn(lx_server_t *srv, int timeout_ms)
     }
     if (srv->stopping && srv->stop_deadline < next)
         next = srv->stop_deadline;
-    if (srv->stop_requested || srv->pending_exc)
+    if (srv->stop_requested || srv->pending_exc || srv->nready_next > 0)
         timeout_ms = 0;
     if (next != LX_TIMER_NEVER) {
         uint64_t now = lx_now_ms();
@@ -1002,6 +1088,8 @@ static int loop_turn(lx_server_t *srv, int timeout_ms)
     lx_timer_list_expire(&srv->t_header, srv->now);
     for (i = 0; i < sizeof(lists) / sizeof(lists[0]); i++)
         lx_timer_list_expire(lists[i], srv->now);
+    if (srv->nready_next > 0 && srv->pending_exc == NULL)
+        run_ready(srv);
     reap_workers(srv);
     free_dead_conns(srv);
     if (srv->pending_exc != NULL) {
@@ -1382,6 +1470,8 @@ static void server_dealloc(PyObject *self)
         Py_CLEAR(srv->listeners[i].base_environ);
     PyMem_Free(srv->listeners);
     PyMem_Free(srv->idle);
+    PyMem_Free(srv->ready);
+    PyMem_Free(srv->ready_next);
     PyMem_Free(srv->scratch.headers);
     PyMem_Free(srv->alog);
     if (srv->wake_io.fd >= 0)

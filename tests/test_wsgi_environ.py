@@ -124,9 +124,22 @@ def test_path_info_percent_decoded_as_latin1(serve):
     assert env['QUERY_STRING'] == 'q=%C3%A9&r=a+b'
 
 
-def test_raw_bytes_in_path_are_latin1(serve):
-    env = environ_for(serve, b'GET /\xe9t\xc3\xa9 HTTP/1.1\r\nHost: x\r\n\r\n')
-    assert env['PATH_INFO'] == '/\xe9t\xc3\xa9'
+def test_raw_bytes_in_path_are_refused(serve):
+    """Bytes >= 0x80 are not request-target characters (RFC 9112 3.2):
+    clients percent-encode them, and a 400 keeps peers from disagreeing."""
+    app = Recorder()
+    srv = serve(app)
+    with Conn(srv.address) as c:
+        c.send(b'GET /\xe9t\xc3\xa9 HTTP/1.1\r\nHost: x\r\n\r\n')
+        r = c.read_response()
+        assert r.status == 400
+        c.expect_close()
+    assert app.paths == []
+
+
+def test_percent_encoded_utf8_path_is_latin1(serve):
+    env = environ_for(serve, build('GET', '/%C3%A9t%C3%A9'))
+    assert env['PATH_INFO'] == '/\xc3\xa9t\xc3\xa9'
 
 
 def test_percent_edge_cases(serve):

@@ -437,10 +437,30 @@ static void test_valid(void)
     OK("GET http://example.com/x?y=1 HTTP/1.1\r\nHost: example.com\r\n\r\n",
        .target = "http://example.com/x?y=1", .path = "http://example.com/x",
        .query = "y=1", .flags = KA);
-    OK("GET /caf\xc3\xa9?\xff HTTP/1.1\r\n" HOST "\r\n",
-       .path = "/caf\xc3\xa9", .query = "\xff", .flags = KA);
-    OK("M-SEARCH * HTTP/1.1\r\n" HOST "\r\n", .method = "M-SEARCH",
+    /* RFC 9112 3.2: raw bytes >= 0x80 are not target characters. */
+    BAD("GET /caf\xc3\xa9?x HTTP/1.1\r\n" HOST "\r\n", 400);
+    BAD("GET /x?\xff HTTP/1.1\r\n" HOST "\r\n", 400);
+    OK("GET /caf%C3%A9 HTTP/1.1\r\n" HOST "\r\n", .path = "/caf%C3%A9",
        .flags = KA);
+    /* Target forms against methods (RFC 9112 3.2.1-3.2.4). */
+    OK("OPTIONS * HTTP/1.1\r\n" HOST "\r\n", .method = "OPTIONS", .flags = KA);
+    BAD("GET * HTTP/1.1\r\n" HOST "\r\n", 400);
+    BAD("M-SEARCH * HTTP/1.1\r\n" HOST "\r\n", 400);
+    BAD("GET foo/bar HTTP/1.1\r\n" HOST "\r\n", 400);
+    BAD("GET example.com:443 HTTP/1.1\r\n" HOST "\r\n", 400);
+    BAD("CONNECT /x HTTP/1.1\r\n" HOST "\r\n", 400);
+    BAD("CONNECT example.com HTTP/1.1\r\n" HOST "\r\n", 400);
+    BAD("PUT s://]ufd/: HTTP/1.1\r\n" HOST "\r\n", 400);
+    BAD("GET http:///x HTTP/1.1\r\n" HOST "\r\n", 400);
+    BAD("GET http://a b/ HTTP/1.1\r\n" HOST "\r\n", 400);
+    OK("GET http://[::1]:8080/x HTTP/1.1\r\n" HOST "\r\n",
+       .path = "http://[::1]:8080/x", .flags = KA);
+    OK("GET https://u:p@example.com?q HTTP/1.1\r\n" HOST "\r\n",
+       .path = "https://u:p@example.com", .query = "q", .flags = KA);
+    /* Content-Type is a singleton: twice is refused. */
+    BAD("POST / HTTP/1.1\r\n" HOST "Content-Type: a\r\n"
+        "Content-Type: b\r\n\r\n",
+        400);
     OK("PROPFIND /dav HTTP/1.1\r\n" HOST "\r\n", .method = "PROPFIND",
        .flags = KA);
     OK("get / HTTP/1.1\r\n" HOST "\r\n", .method = "get", .flags = KA);

@@ -109,13 +109,12 @@ KNOWN_DIFFERENCES = [
     Known('methods', ('llhttp',), (A,), (R,), 'method_unknown',
           'any token is a method (RFC 9110 9.1); llhttp knows a fixed list '
           'and only upper case'),
-    Known('target-form', ('llhttp',), (A,), (R,), 'target_form',
-          'lichen checks target bytes, not the form (origin, absolute, '
-          'authority, asterisk) against the method; the application sees '
-          'it; llhttp refuses e.g. "a" or "example.com:80" for GET'),
-    Known('target-obs-text', BOTH, (A,), (R,), 'target_obs_text',
-          'bytes 0x80-0xFF are accepted in the target (raw UTF-8 paths, '
-          'decoded as latin-1 for PATH_INFO); both peers refuse them'),
+    Known('target-form', BOTH, (R,), (A,), 'target_form',
+          'the target form is checked against the method (RFC 9112 3.2): '
+          'asterisk-form only for OPTIONS, authority-form only for CONNECT, '
+          'otherwise origin-form or absolute-form with a valid authority; '
+          'both peers accept e.g. "GET *" or "*x" and leave it to the '
+          'application'),
     Known('ows-htab', ('llhttp',), (A,), (R,), 'framing_htab',
           'HTAB is OWS around Content-Length and Transfer-Encoding values '
           '(RFC 9110 5.6.3); llhttp strict refuses it there'),
@@ -170,8 +169,13 @@ def features(data):
         f.add('target_fragment')
     if re.search(rb'[\x80-\xff]', target):
         f.add('target_obs_text')
-    if not (target.startswith(b'/') or target == b'*'
-            or re.match(rb'(?i)https?://', target)):
+    method = parts[0] if parts else b''
+    if method == b'CONNECT':
+        if not re.fullmatch(rb'[A-Za-z0-9.\-]+:[0-9]+', target):
+            f.add('target_form')
+    elif not (target.startswith(b'/')
+              or (target == b'*' and method == b'OPTIONS')
+              or re.match(rb'(?i)https?://[^/?\s]+', target)):
         f.add('target_form')
     if version not in (b'HTTP/1.0', b'HTTP/1.1'):
         f.add('version_other')

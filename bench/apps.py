@@ -1,0 +1,66 @@
+"""The WSGI application every server in bench/run.py runs, identically.
+
+Routes (anything else is 404):
+
+    GET  /          hello: 13 bytes, Content-Length set by the app
+    GET  /10k       10 KiB body, Content-Length set
+    GET  /1m        1 MiB body, Content-Length set
+    GET  /stream    a generator of 100 x 1 KiB, no Content-Length
+                    (so HTTP/1.1 servers send it chunked)
+    POST /echo      the request body read whole from wsgi.input and sent
+                    back, Content-Length set
+
+The bodies are built once at import: the benchmark measures the server, not
+the application.
+"""
+
+HELLO = b"Hello, World!"
+BODY_10K = b"x" * 10240
+BODY_1M = b"x" * (1024 * 1024)
+CHUNK_1K = b"y" * 1024
+NOT_FOUND = b"not found\n"
+
+
+def _plain(n):
+    return [("Content-Type", "text/plain"), ("Content-Length", str(n))]
+
+
+H_HELLO = _plain(len(HELLO))
+H_10K = _plain(len(BODY_10K))
+H_1M = _plain(len(BODY_1M))
+H_STREAM = [("Content-Type", "text/plain")]
+
+
+def _stream():
+    for _ in range(100):
+        yield CHUNK_1K
+
+
+def app(environ, start_response):
+    path = environ.get("PATH_INFO", "/")
+    if path == "/":
+        start_response("200 OK", H_HELLO)
+        return [HELLO]
+    if path == "/10k":
+        start_response("200 OK", H_10K)
+        return [BODY_10K]
+    if path == "/1m":
+        start_response("200 OK", H_1M)
+        return [BODY_1M]
+    if path == "/stream":
+        start_response("200 OK", H_STREAM)
+        return _stream()
+    if path == "/echo":
+        try:
+            n = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            n = 0
+        body = environ["wsgi.input"].read(n) if n > 0 else b""
+        start_response("200 OK", [("Content-Type", "application/octet-stream"),
+                                  ("Content-Length", str(len(body)))])
+        return [body]
+    start_response("404 Not Found", _plain(len(NOT_FOUND)))
+    return [NOT_FOUND]
+
+
+application = app

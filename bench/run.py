@@ -1,0 +1,896 @@
+#!/usr/bin/env python3
+"""The benchmark suite: lichen beside its peers and a C reference server.
+
+    python3 bench/run.py [--only SERVER,...] [--scenarios NAME,...]
+                         [--duration SECONDS] [--list]
+
+Each server runs as one process (gunicorn: master + 1 worker) pinned to CPU 0
+with taskset; the load tools (wrk, ab, and this script itself) run on CPU 1.
+Per server and scenario it records requests/s, p50 and p99 latency, and the
+server's CPU time per request: utime+stime of every process of the server's
+session (from /proc/PID/stat) after the measured run minus before it, divided
+by the requests completed.  It writes markdown tables and a chart of CPU per
+request to docs/benchmarks/results.md and results.png.  See bench/README.md.
+
+Standard library only; matplotlib (for the chart) runs in bench/.venv-peers.
+"""
+import argparse
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+LICHEN_PY = os.path.join(ROOT, ".venv", "bin", "python")
+PEERS_VENV = os.path.join(HERE, ".venv-peers")
+PEERS_BIN = os.path.join(PEERS_VENV, "bin")
+PEERS_PY = os.path.join(PEERS_BIN, "python")
+REF_SRC = os.path.join(HERE, "ref", "ref_server.c")
+REF_BIN = os.path.join(HERE, "ref", "ref_server")
+OUT_DIR = os.path.join(ROOT, "docs", "benchmarks")
+HOST = "127.0.0.1"
+SERVER_CPU = "0"
+LOAD_CPU = "1"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
+KEEPALIVE = 30  # server keep-alive timeout, where a server has the option
+IDLE_CONNS = 5000
+AB_N, AB_C = 10000, 1000
+BUDGET = 20 * 60  # seconds: the whole default run must stay under this
+
+# --------------------------------------------------------------- servers
+# name -> (how it is started, package in the peers venv or None, note)
+SERVERS = {
+    "c-ref": ("ref", None, "bench/ref/ref_server.c, gcc -O2: canned hello "
+              "response, no Python (the floor)"),
+    "lichen": ("lichen", None, "python -m lichen"),
+    "bjoern": ("launch", "bjoern", "bjoern.run"),
+    "fastwsgi": ("launch", "fastwsgi", "fastwsgi.run"),
+    "meinheld": ("launch", "meinheld", "meinheld.server.run"),
+    "granian": ("granian", "granian", "granian --interface wsgi --workers 1"),
+    "pyuwsgi": ("pyuwsgi", "pyuwsgi", "pyuwsgi --http-socket, 1 process, "
+                "no master"),
+    "gunicorn-sync": ("gunicorn", "gunicorn", "gunicorn -k sync -w 1"),
+    "gunicorn-gthread": ("gunicorn", "gunicorn",
+                         "gunicorn -k gthread -w 1 --threads 4"),
+    "gunicorn-gevent": ("gunicorn", "gunicorn", "gunicorn -k gevent -w 1"),
+    "gevent.pywsgi": ("launch", "gevent", "gevent.pywsgi.WSGIServer, "
+                      "log=None"),
+    "gevent.pywsgi+nodelay": ("launch", "gevent",
+                              "the same with TCP_NODELAY on each socket"),
+    "waitress": ("launch", "waitress", "waitress.serve, 4 threads"),
+}
+LAUNCH_NAME = {"gevent.pywsgi": "gevent", "gevent.pywsgi+nodelay":
+               "gevent-nodelay"}
+# servers that can run 2 worker processes from their own options
+TWO_WORKERS = {"granian", "pyuwsgi", "gunicorn-sync", "gunicorn-gthread",
+               "gunicorn-gevent", "fastwsgi"}
+NO_TWO_WORKERS = {
+    "lichen": "n/a: no --workers yet",
+    "c-ref": "n/a: one process by design",
+}
+PEER_PACKAGES = ["gevent", "gunicorn", "bjoern", "fastwsgi", "meinheld",
+                 "granian", "pyuwsgi", "waitress", "matplotlib"]
+IMPORT_NAME = {"pyuwsgi": "pyuwsgi", "gunicorn": "gunicorn"}
+
+# --------------------------------------------------------------- scenarios
+# name -> dict(kind, title, ...)
+SCENARIOS = {
+    "hello": dict(kind="wrk", path="/", conns=100,
+                  title="hello, keep-alive, 100 connections (wrk)"),
+    "idle": dict(kind="idle", path="/",
+                 title="%d idle keep-alive connections, one request each"
+                 % IDLE_CONNS),
+    "pipeline": dict(kind="wrk", path="/", conns=100, script="pipeline.lua",
+                     title="hello, 16 requests pipelined per write, "
+                     "100 connections (wrk + pipeline.lua)"),
+    "ab": dict(kind="ab", path="/",
+               title="connection per request: ab -n %d -c %d (HTTP/1.0, "
+               "no keep-alive)" % (AB_N, AB_C)),
+    "10k": dict(kind="wrk", path="/10k", conns=100,
+                title="10 KiB response, keep-alive, 100 connections"),
+    "1m": dict(kind="wrk", path="/1m", conns=10,
+               title="1 MiB response, keep-alive, 10 connections"),
+    "stream": dict(kind="wrk", path="/stream", conns=100,
+                   title="streamed response: generator of 100 x 1 KiB "
+                   "(chunked), 100 connections"),
+    "post": dict(kind="wrk", path="/echo", conns=10, script="post.lua",
+                 title="1 MiB POST echoed back, keep-alive, 10 connections "
+                 "(wrk + post.lua)"),
+    "workers2": dict(kind="wrk", path="/", conns=100, workers=2,
+                     title="two workers: hello, keep-alive, 100 connections, "
+                     "2 worker processes (all on CPU 0)"),
+}
+# the C reference answers hello requests only
+REF_SCENARIOS = {"hello", "idle", "pipeline", "ab"}
+NOT_YET = ["TLS", "long I/O (application waiting on a slow backend)"]
+
+
+class Abort(Exception):
+    pass
+
+
+class Failed(Exception):
+    pass
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------- setup
+
+def run(cmd, **kw):
+    return subprocess.run(cmd, capture_output=True, text=True, **kw)
+
+
+def check_system():
+    missing = [t for t in ("wrk", "ab", "taskset", "gcc")
+               if shutil.which(t) is None]
+    pkgs = {"wrk": "wrk", "ab": "apache2-utils", "taskset": "util-linux",
+            "gcc": "gcc"}
+    apt = [pkgs[t] for t in missing]
+    if not os.path.exists("/usr/include/ev.h"):
+        apt.append("libev-dev")
+    if apt:
+        raise Abort("missing system packages: %s\ninstall them with:\n"
+                    "    apt-get update && apt-get install -y %s"
+                    % (", ".join(apt), " ".join(apt)))
+    if (os.cpu_count() or 1) < 2:
+        raise Abort("needs at least 2 CPUs (server on CPU 0, load on CPU 1)")
+    if not os.path.exists(LICHEN_PY):
+        raise Abort("%s not found: run 'make venv' in %s" % (LICHEN_PY, ROOT))
+    r = run([LICHEN_PY, "-c", "import lichen._lichen"])
+    if r.returncode:
+        raise Abort("lichen is not importable from .venv; run 'make build'\n"
+                    + r.stderr)
+
+
+def importable(pkg):
+    if not os.path.exists(PEERS_PY):
+        return False
+    mod = IMPORT_NAME.get(pkg, pkg)
+    r = run([PEERS_PY, "-c", "import %s" % mod])
+    return r.returncode == 0
+
+
+def install_peers(wanted):
+    """Installs what is missing; returns {package: reason} of failures."""
+    if not os.path.exists(PEERS_PY):
+        log("creating %s ..." % os.path.relpath(PEERS_VENV))
+        subprocess.run([sys.executable, "-m", "venv", PEERS_VENV], check=True)
+    missing = [p for p in wanted if not importable(p)]
+    failed = {}
+    if not missing:
+        return failed
+    pip = [PEERS_PY, "-m", "pip", "install", "-q"]
+    log("installing into %s: %s ..." % (os.path.relpath(PEERS_VENV),
+                                        " ".join(missing)))
+    together = [p for p in missing if p != "meinheld"]
+    if together:
+        subprocess.run(pip + together, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+    for p in missing:
+        if importable(p):
+            continue
+        r = run(pip + [p])
+        if r.returncode and p == "meinheld":
+            # meinheld 1.0.2 pins greenlet<0.5, which no longer builds on
+            # current Pythons; its own C code builds against greenlet 3
+            r2 = run(pip + ["greenlet>=3"])
+            r2 = run(pip + ["--no-deps", p])
+            if importable(p):
+                log("meinheld: its pinned greenlet<0.5 does not build; "
+                    "installed with --no-deps against greenlet 3")
+                continue
+            r = r2
+        if not importable(p):
+            lines = [ln for ln in (r.stderr or "").splitlines()
+                     if "error" in ln.lower() and "WARNING" not in ln]
+            failed[p] = (lines[-1].strip() if lines else
+                         "pip exit status %d" % r.returncode)[:200]
+            log("could not install %s: %s" % (p, failed[p]))
+    return failed
+
+
+def build_ref():
+    if (os.path.exists(REF_BIN)
+            and os.path.getmtime(REF_BIN) >= os.path.getmtime(REF_SRC)):
+        return
+    log("building %s ..." % os.path.relpath(REF_BIN))
+    r = run(["gcc", "-std=c11", "-O2", "-Wall", "-Wextra", "-o", REF_BIN,
+             REF_SRC])
+    if r.returncode:
+        raise Abort("could not build the C reference server:\n" + r.stderr)
+
+
+def versions(peers):
+    code = ("import importlib.metadata as m, sys\n"
+            "for p in sys.argv[1:]:\n"
+            "    try: print(p, m.version(p))\n"
+            "    except Exception: print(p, '-')\n")
+    out = {}
+    for py, pkgs in ((LICHEN_PY, ["lichen", "greenlet"]),
+                     (PEERS_PY, peers + ["greenlet"])):
+        if not os.path.exists(py):
+            continue
+        r = run([py, "-c", code] + pkgs)
+        for line in r.stdout.splitlines():
+            k, v = line.split(" ", 1)
+            out[k if py == PEERS_PY or k == "lichen" else "greenlet (lichen)"] = v
+    r = run(["wrk", "-v"])
+    m = re.search(r"wrk (\S+)", r.stdout + r.stderr)
+    out["wrk"] = m.group(1) if m else "?"
+    r = run(["ab", "-V"])
+    m = re.search(r"Version (\S+)", r.stdout)
+    out["ab"] = m.group(1).rstrip(",") if m else "?"
+    r = run(["gcc", "-dumpfullversion"])
+    out["gcc"] = r.stdout.strip()
+    return out
+
+
+def machine():
+    model = "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    r = run([LICHEN_PY, "-c", "import platform;"
+             "print(platform.python_version())"])
+    mem = "?"
+    try:
+        with open("/proc/meminfo") as f:
+            kib = int(f.readline().split()[1])
+            mem = "%.0f GiB" % (kib / 1048576)
+    except (OSError, ValueError, IndexError):
+        pass
+    return ("%s, %d cores, %s RAM, Linux %s, Python %s"
+            % (model, os.cpu_count(), mem, platform.release(),
+               r.stdout.strip()))
+
+
+# --------------------------------------------------------------- processes
+
+def free_port():
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def server_cmd(name, port, workers):
+    kind = SERVERS[name][0]
+    addr = "%s:%d" % (HOST, port)
+    pin = ["taskset", "-c", SERVER_CPU]
+    if kind == "ref":
+        return pin + [REF_BIN, HOST, str(port)]
+    if kind == "lichen":
+        return pin + [LICHEN_PY, "-m", "lichen", "apps:app", "--bind", addr,
+                      "--keepalive", str(KEEPALIVE)]
+    if kind == "launch":
+        cmd = [PEERS_PY, os.path.join(HERE, "launch.py"),
+               LAUNCH_NAME.get(name, name), HOST, str(port)]
+        if workers > 1:
+            cmd.append(str(workers))
+        return pin + cmd
+    if kind == "granian":
+        return pin + [os.path.join(PEERS_BIN, "granian"), "--interface",
+                      "wsgi", "--host", HOST, "--port", str(port),
+                      "--workers", str(workers), "--no-access-log",
+                      "--backlog", "4096", "--backpressure", "10000",
+                      "apps:app"]
+    if kind == "pyuwsgi":
+        return pin + [os.path.join(PEERS_BIN, "pyuwsgi"), "--http-socket",
+                      addr, "--module", "apps:app", "--processes",
+                      str(workers), "--disable-logging", "--listen", "4096",
+                      "--buffer-size", "16384"]
+    if kind == "gunicorn":
+        wclass = name.split("-", 1)[1]
+        cmd = [os.path.join(PEERS_BIN, "gunicorn"), "-k", wclass, "-w",
+               str(workers), "--bind", addr, "--keep-alive", str(KEEPALIVE),
+               "--worker-connections", "10000", "--backlog", "4096",
+               "--log-level", "warning"]
+        if wclass == "gthread":
+            cmd += ["--threads", "4"]
+        return pin + cmd + ["apps:app"]
+    raise ValueError(name)
+
+
+def raise_nofile():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def session_pids(sid):
+    pids = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                data = f.read()
+        except OSError:
+            continue
+        fields = data[data.rindex(")") + 2:].split()
+        # fields[0] is field 3 (state); field 6 is the session id
+        if int(fields[3]) == sid:
+            pids.append((int(d), fields))
+    return pids
+
+
+def cpu_seconds(sid):
+    """utime+stime of every process of the server's session, in seconds."""
+    return sum(int(f[11]) + int(f[12]) for _, f in session_pids(sid)) / CLK_TCK
+
+
+def rss_kib(sid):
+    # field 24 is rss in pages
+    return sum(int(f[21]) for _, f in session_pids(sid)) * PAGE_KIB
+
+
+class Server:
+    def __init__(self, name, workers=1):
+        self.name = name
+        self.workers = workers
+        self.port = free_port()
+        self.log = tempfile.TemporaryFile()
+        self.proc = None
+
+    def start(self, procs):
+        self.proc = subprocess.Popen(
+            server_cmd(self.name, self.port, self.workers), cwd=HERE,
+            stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log,
+            start_new_session=True, preexec_fn=raise_nofile)
+        procs.append(self.proc)
+        deadline = time.monotonic() + 20
+        url = "http://%s:%d/" % (HOST, self.port)
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise Failed("exited at start with status %s: %s"
+                             % (self.proc.returncode, self.tail()))
+            try:
+                with urllib.request.urlopen(url, timeout=1) as resp:
+                    body = resp.read()
+                if body != b"Hello, World!":
+                    raise Failed("unexpected hello body %r" % body[:80])
+                # with several workers, let all of them come up
+                time.sleep(0.5 if self.workers > 1 else 0.1)
+                return
+            except (OSError, ValueError):
+                time.sleep(0.05)
+        raise Failed("did not answer within 20 s: " + self.tail())
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def tail(self):
+        self.log.seek(0)
+        lines = self.log.read()[-3000:].decode(errors="replace")
+        return " | ".join(ln for ln in lines.splitlines()[-4:] if ln.strip())
+
+    def stop(self):
+        stop(self.proc)
+        self.log.close()
+
+
+def stop(proc):
+    if proc is None or proc.poll() is not None:
+        return
+    for sig, wait in ((signal.SIGINT, 3), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(wait)
+            break
+        except subprocess.TimeoutExpired:
+            pass
+    # reap leftovers of the session (workers whose master is gone)
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+# --------------------------------------------------------------- checks
+
+def check_routes(port):
+    """Each route answered right?  Returns a list of problems."""
+    import http.client
+    problems = []
+    checks = [("GET", "/10k", None, 10240), ("GET", "/1m", None, 1048576),
+              ("GET", "/stream", None, 102400),
+              ("POST", "/echo", b"z" * 100000, 100000)]
+    for method, path, body, size in checks:
+        try:
+            c = http.client.HTTPConnection(HOST, port, timeout=5)
+            c.request(method, path, body=body)
+            r = c.getresponse()
+            data = r.read()
+            c.close()
+            if r.status != 200 or len(data) != size or (
+                    body is not None and data != body):
+                problems.append("%s %s: status %d, %d bytes" % (
+                    method, path, r.status, len(data)))
+        except (OSError, http.client.HTTPException) as e:
+            problems.append("%s %s: %s" % (method, path, e))
+    return problems
+
+
+# --------------------------------------------------------------- load
+
+UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def to_seconds(text):
+    m = re.fullmatch(r"([\d.]+)(us|ms|s|m|h)", text)
+    if not m:
+        raise ValueError(text)
+    return float(m.group(1)) * UNITS[m.group(2)]
+
+
+def wrk(port, sc, duration):
+    cmd = ["taskset", "-c", LOAD_CPU, "wrk", "-t1", "-c%d" % sc["conns"],
+           "-d%ds" % duration, "--timeout", "5s", "--latency"]
+    if sc.get("script"):
+        cmd += ["-s", os.path.join(HERE, sc["script"])]
+    cmd.append("http://%s:%d%s" % (HOST, port, sc["path"]))
+    try:
+        r = run(cmd, timeout=duration + 30)
+    except subprocess.TimeoutExpired:
+        raise Failed("wrk did not finish")
+    out = r.stdout
+    m = re.search(r"(\d+) requests in ([\d.]+\w+)", out)
+    if r.returncode or not m:
+        raise Failed("wrk failed: " + (out + r.stderr)[-300:])
+    res = {"requests": int(m.group(1))}
+    res["rps"] = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    for q in ("50", "99"):
+        m = re.search(r"^\s+%s%%\s+(\S+)" % q, out, re.M)
+        res["p" + q] = to_seconds(m.group(1)) if m else None
+    if not res["p50"]:
+        res["p50"] = res["p99"] = None  # wrk recorded no latency
+    if res["p99"] is not None and res["p50"] is not None \
+            and res["p99"] < res["p50"]:
+        # wrk prints 0.00us for p99 when its histogram overflows (it does
+        # with pipelining): unknown, not zero
+        res["p99"] = None
+    fails = 0
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), "
+                  r"timeout (\d+)", out)
+    errs = []
+    if m:
+        # read errors are closed connections: a server that closes after
+        # each response (no keep-alive) shows them without failing requests
+        names = ("connect", "read", "write", "timeout")
+        for k, v in zip(names, m.groups()):
+            if int(v):
+                errs.append("%s %s" % (k, v))
+        fails += int(m.group(1)) + int(m.group(3)) + int(m.group(4))
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if m:
+        fails += int(m.group(1))
+        errs.append("non-2xx %s" % m.group(1))
+    res["failures"] = fails
+    res["errors"] = ", ".join(errs)
+    return res
+
+
+def ab(port, n, c, timeout):
+    cmd = ["taskset", "-c", LOAD_CPU, "ab", "-q", "-r", "-s", "10",
+           "-n", str(n), "-c", str(c), "http://%s:%d/" % (HOST, port)]
+    try:
+        r = run(cmd, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise Failed("ab did not finish within %d s" % timeout)
+    out = r.stdout
+    m = re.search(r"Complete requests:\s+(\d+)", out)
+    if not m:
+        raise Failed("ab failed: " + (out + r.stderr)[-300:])
+    complete = int(m.group(1))
+    failed = int(re.search(r"Failed requests:\s+(\d+)", out).group(1))
+    m = re.search(r"Non-2xx responses:\s+(\d+)", out)
+    non2xx = int(m.group(1)) if m else 0
+    res = {"requests": complete - failed - non2xx, "failures": failed + non2xx,
+           "errors": "%d failed, %d non-2xx, of %d" % (failed, non2xx,
+                                                     complete)
+           if failed or non2xx else ""}
+    res["rps"] = float(re.search(r"Requests per second:\s+([\d.]+)",
+                                 out).group(1))
+    for q in ("50", "99"):
+        m = re.search(r"^\s+%s%%\s+(\d+)" % q, out, re.M)
+        res["p" + q] = int(m.group(1)) / 1000 if m else None
+    return res
+
+
+def percentile(values, q):
+    if not values:
+        return None
+    values = sorted(values)
+    return values[min(len(values) - 1, int(len(values) * q / 100))]
+
+
+def idle(server, n):
+    """Opens n keep-alive connections, one request each, and keeps them."""
+    req = ("GET / HTTP/1.1\r\nHost: %s:%d\r\n\r\n"
+           % (HOST, server.port)).encode()
+    # one connection first, so that lazily built state is not counted
+    with socket.create_connection((HOST, server.port), timeout=5) as s:
+        s.sendall(req)
+        s.recv(4096)
+    time.sleep(0.3)
+    sid = server.proc.pid
+    rss0 = rss_kib(sid)
+    cpu0 = cpu_seconds(sid)
+    socks, lat = [], []
+    ok = fails = 0
+    t0 = time.monotonic()
+    deadline = t0 + 20
+    for i in range(n):
+        if time.monotonic() > deadline:
+            fails += n - i
+            break
+        t = time.monotonic()
+        s = socket.socket()
+        s.settimeout(5)
+        try:
+            s.connect((HOST, server.port))
+            s.sendall(req)
+            data = b""
+            while not data.endswith(b"Hello, World!"):
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+            if data.endswith(b"Hello, World!") and b" 200 " in data[:16]:
+                ok += 1
+                lat.append(time.monotonic() - t)
+            else:
+                fails += 1
+        except OSError:
+            fails += 1
+        socks.append(s)
+    elapsed = time.monotonic() - t0
+    time.sleep(0.5)
+    rss1 = rss_kib(sid)
+    cpu1 = cpu_seconds(sid)
+    held = 0
+    for s in socks:
+        try:
+            s.setblocking(False)
+            if s.recv(1, socket.MSG_PEEK) == b"":
+                continue  # closed by the server
+            held += 1
+        except BlockingIOError:
+            held += 1
+        except OSError:
+            pass
+    for s in socks:
+        s.close()
+    res = {"requests": ok, "rps": ok / elapsed if elapsed else 0,
+           "p50": percentile(lat, 50), "p99": percentile(lat, 99),
+           "failures": fails, "cpu": cpu1 - cpu0, "held": held,
+           "rss_delta_kib": rss1 - rss0,
+           "errors": "" if held == ok else
+           "%d of %d connections still open at the end" % (held, ok)}
+    res["rss_per_conn_kib"] = (rss1 - rss0) / held if held else None
+    return res
+
+
+def measure(server, scn, duration):
+    sc = SCENARIOS[scn]
+    sid = server.proc.pid
+    if sc["kind"] == "idle":
+        res = idle(server, IDLE_CONNS)
+    elif sc["kind"] == "ab":
+        ab(server.port, 1000, 100, 60)  # warm-up
+        cpu0 = cpu_seconds(sid)
+        res = ab(server.port, AB_N, AB_C, 120)
+        res["cpu"] = cpu_seconds(sid) - cpu0
+    else:
+        wrk(server.port, sc, 1)  # warm-up
+        cpu0 = cpu_seconds(sid)
+        res = wrk(server.port, sc, duration)
+        res["cpu"] = cpu_seconds(sid) - cpu0
+    if not server.alive():
+        raise Failed("server exited during the run: " + server.tail())
+    res["cpu_per_req"] = res["cpu"] / res["requests"] if res["requests"] \
+        else None
+    return res
+
+
+# --------------------------------------------------------------- report
+
+def fmt_lat(sec):
+    if sec is None:
+        return "-"
+    if sec < 1e-3:
+        return "%.0f us" % (sec * 1e6)
+    if sec < 1:
+        return "%.2f ms" % (sec * 1e3)
+    return "%.2f s" % sec
+
+
+def fmt_ratio(x, base):
+    if not x or not base:
+        return "-"
+    return "%.2fx" % (x / base)
+
+
+def table(scn, servers, results):
+    sc = SCENARIOS[scn]
+    rows = results.get(scn, {})
+    is_idle = sc["kind"] == "idle"
+    head = ["server", "req/s", "p50", "p99", "CPU us/req", "vs lichen",
+            "vs C ref", "failures"]
+    if is_idle:
+        head.insert(5, "RSS KiB/conn")
+    lines = ["### %s: %s" % (scn, sc["title"]), "",
+             "| " + " | ".join(head) + " |",
+             "|---|" + "---:|" * (len(head) - 1)]
+    base = rows.get("lichen", {}).get("cpu_per_req")
+    ref = rows.get("c-ref", {}).get("cpu_per_req")
+    notes = []
+    for name in servers:
+        r = rows.get(name)
+        if r is None:
+            continue
+        if "skip" in r:
+            notes.append("%s: %s" % (name, r["skip"]))
+            continue
+        cpr = r.get("cpu_per_req")
+        cells = [name, "%.0f" % r["rps"], fmt_lat(r["p50"]), fmt_lat(r["p99"]),
+                 "%.2f" % (cpr * 1e6) if cpr is not None else "-",
+                 fmt_ratio(cpr, base), fmt_ratio(cpr, ref),
+                 str(r["failures"])]
+        if is_idle:
+            v = r.get("rss_per_conn_kib")
+            cells.insert(5, "%.1f" % v if v is not None else "-")
+        lines.append("| " + " | ".join(cells) + " |")
+        if r.get("errors"):
+            notes.append("%s: %s" % (name, r["errors"]))
+        hello = results.get("hello", {}).get(name, {}).get("rps")
+        if scn == "pipeline" and hello and r["rps"] < hello / 4:
+            notes.append("%s: pipelined requests are not served at full "
+                         "rate (%.0f req/s vs %.0f without pipelining)"
+                         % (name, r["rps"], hello))
+    if notes:
+        lines += [""] + ["- " + n for n in notes]
+    return "\n".join(lines)
+
+
+def chart(results, servers, scenarios, path):
+    data = {"servers": servers, "scenarios": scenarios,
+            "titles": {s: SCENARIOS[s]["title"] for s in scenarios},
+            "cpu_us": {s: {n: r["cpu_per_req"] * 1e6
+                           for n, r in results.get(s, {}).items()
+                           if r.get("cpu_per_req")} for s in scenarios}}
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump(data, f)
+    try:
+        r = run([PEERS_PY, os.path.join(HERE, "plot.py"), f.name, path],
+                timeout=120)
+        if r.returncode:
+            log("chart not written: " + r.stderr[-500:])
+            return False
+        return True
+    finally:
+        os.unlink(f.name)
+
+
+# --------------------------------------------------------------- main
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--only", default="",
+                    help="comma-separated servers (default: all): "
+                    + ", ".join(SERVERS))
+    ap.add_argument("--scenarios", default="",
+                    help="comma-separated scenarios (default: all): "
+                    + ", ".join(SCENARIOS))
+    ap.add_argument("--duration", type=int, default=5,
+                    help="seconds of each measured wrk run, after a 1 s "
+                    "warm-up (default 5)")
+    ap.add_argument("--out", default=OUT_DIR,
+                    help="directory of results.md and results.png "
+                    "(default docs/benchmarks)")
+    ap.add_argument("--list", action="store_true",
+                    help="list servers and scenarios, and exit")
+    args = ap.parse_args()
+    if args.list:
+        for n, (_, _, note) in SERVERS.items():
+            print("server   %-22s %s" % (n, note))
+        for n, sc in SCENARIOS.items():
+            print("scenario %-22s %s" % (n, sc["title"]))
+        return 0
+    servers = [s.strip() for s in args.only.split(",") if s.strip()] \
+        or list(SERVERS)
+    scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()] \
+        or list(SCENARIOS)
+    for s in servers:
+        if s not in SERVERS:
+            ap.error("unknown server %r (known: %s)" % (s, ", ".join(SERVERS)))
+    for s in scenarios:
+        if s not in SCENARIOS:
+            ap.error("unknown scenario %r (known: %s)"
+                     % (s, ", ".join(SCENARIOS)))
+    servers = [s for s in SERVERS if s in servers]
+    scenarios = [s for s in SCENARIOS if s in scenarios]
+    if args.duration < 1:
+        ap.error("--duration must be positive")
+    runs = sum(1 for n in servers for s in scenarios
+               if not (n == "c-ref" and s not in REF_SCENARIOS)
+               and not (s == "workers2" and n not in TWO_WORKERS))
+    estimate = runs * (args.duration + 4) + len(servers) * 5
+    if estimate > BUDGET:
+        ap.error("that would take about %d min; the budget is %d min: lower "
+                 "--duration or choose fewer servers or scenarios"
+                 % (estimate // 60, BUDGET // 60))
+
+    procs = []
+
+    def on_term(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    raise_nofile()
+    try:
+        os.sched_setaffinity(0, {int(LOAD_CPU)})
+    except OSError:
+        pass
+    started = time.monotonic()
+    results = {}
+    install_failed = {}
+    route_problems = {}
+    try:
+        check_system()
+        peers = sorted({SERVERS[s][1] for s in servers if SERVERS[s][1]})
+        install_failed = install_peers(peers + ["matplotlib"])
+        if "c-ref" in servers:
+            build_ref()
+        mline = machine()
+        vers = versions(peers)
+        log("about %d min of measurements" % (estimate // 60 + 1))
+        for name in servers:
+            pkg = SERVERS[name][1]
+            mine = [s for s in scenarios if s != "workers2"
+                    and (name != "c-ref" or s in REF_SCENARIOS)]
+            if pkg and install_failed.get(pkg):
+                for s in mine:
+                    results.setdefault(s, {})[name] = {
+                        "skip": "not installed (%s)" % install_failed[pkg]}
+                continue
+            server = None
+            try:
+                for scn in mine:
+                    if server is None or not server.alive():
+                        if server is not None:
+                            server.stop()
+                        server = Server(name)
+                        try:
+                            server.start(procs)
+                        except Failed as e:
+                            results.setdefault(scn, {})[name] = {
+                                "skip": "did not start: %s" % e}
+                            server.stop()
+                            server = None
+                            continue
+                        if name != "c-ref" and name not in route_problems:
+                            route_problems[name] = check_routes(server.port)
+                    log("%-22s %-9s ..." % (name, scn))
+                    try:
+                        res = measure(server, scn, args.duration)
+                    except Failed as e:
+                        res = {"skip": "failed: %s" % e}
+                    results.setdefault(scn, {})[name] = res
+            finally:
+                if server is not None:
+                    server.stop()
+        if "workers2" in scenarios:
+            for name in servers:
+                pkg = SERVERS[name][1]
+                if name not in TWO_WORKERS:
+                    results.setdefault("workers2", {})[name] = {
+                        "skip": NO_TWO_WORKERS.get(
+                            name, "n/a: no option for worker processes")}
+                    continue
+                if pkg and install_failed.get(pkg):
+                    continue
+                server = Server(name, workers=2)
+                try:
+                    server.start(procs)
+                    log("%-22s %-9s ..." % (name, "workers2"))
+                    res = measure(server, "workers2", args.duration)
+                except Failed as e:
+                    res = {"skip": "failed: %s" % e}
+                finally:
+                    server.stop()
+                results.setdefault("workers2", {})[name] = res
+    except KeyboardInterrupt:
+        log("interrupted")
+        return 130
+    except Abort as e:
+        log("error: %s" % e)
+        return 1
+    finally:
+        for p in procs:
+            stop(p)
+
+    elapsed = time.monotonic() - started
+    cmd = "python3 bench/run.py"
+    if args.only:
+        cmd += " --only " + ",".join(servers)
+    if args.scenarios:
+        cmd += " --scenarios " + ",".join(scenarios)
+    if args.duration != 5:
+        cmd += " --duration %d" % args.duration
+    sections = [table(s, servers, results) for s in scenarios]
+    for what in NOT_YET:
+        sections.append("### %s\n\nnot yet (capability missing)" % what)
+    notes = []
+    for name, probs in route_problems.items():
+        if probs:
+            notes.append("%s answered some routes wrongly: %s"
+                         % (name, "; ".join(probs)))
+    for pkg, why in install_failed.items():
+        if why:
+            notes.append("%s: not installed: %s" % (pkg, why))
+    if vers.get("meinheld", "-") != "-" and \
+            not vers.get("greenlet", "0.").startswith("0."):
+        notes.append("meinheld %s requires greenlet<0.5, which no longer "
+                     "builds on this Python: it is installed with pip "
+                     "--no-deps and runs against greenlet %s"
+                     % (vers["meinheld"], vers["greenlet"]))
+    vline = ", ".join("%s %s" % kv for kv in vers.items())
+    os.makedirs(args.out, exist_ok=True)
+    png = os.path.join(args.out, "results.png")
+    have_chart = chart(results, servers, scenarios, png)
+    header = [
+        "# Benchmark results", "",
+        "Machine: " + mline, "",
+        "Versions: " + vline, "",
+        "Command: `%s` (%.0f min, %s)" % (
+            cmd, elapsed / 60, time.strftime("%Y-%m-%d")), "",
+        "Each server is one process pinned to CPU %s (gunicorn: master + 1 "
+        "worker, granian: its process tree; the CPU of all processes of the "
+        "server is counted); the load (wrk -t1, ab, and the idle-connection "
+        "client) runs on CPU %s. Measured runs last %d s after a 1 s "
+        "warm-up. **CPU us/req** = server utime+stime over the run / "
+        "requests completed; **vs lichen** and **vs C ref** divide it by "
+        "lichen's and the C reference server's (above 1.00x = more CPU per "
+        "request). **failures**: wrk connect/write/timeout errors and "
+        "non-2xx responses, ab's failed requests, or idle connections not "
+        "answered. See bench/README.md." % (SERVER_CPU, LOAD_CPU,
+                                             args.duration), ""]
+    if have_chart:
+        header += ["![CPU us per request](results.png)", ""]
+    if notes:
+        header += ["Notes:", ""] + ["- " + n for n in notes] + [""]
+    text = "\n".join(header) + "\n" + "\n\n".join(sections) + "\n"
+    with open(os.path.join(args.out, "results.md"), "w") as f:
+        f.write(text)
+    print(text)
+    log("written to %s%s" % (os.path.relpath(os.path.join(args.out,
+                                                           "results.md")),
+                             " and results.png" if have_chart else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
