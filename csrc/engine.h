@@ -255,6 +255,9 @@ int lx_conn_writev_all(lx_req_t *r, struct iovec *iov, int iovcnt);
 /* Read more bytes into rbuf. > 0 bytes, 0 would block (only when !wait),
  * -1 with an exception (ClientDisconnected at EOF, TimeoutError). */
 Py_ssize_t lx_conn_fill(lx_req_t *r, int wait);
+/* The same into dst (at most len bytes), bypassing rbuf: for large body
+ * reads, the bytes go straight into the application's object. */
+Py_ssize_t lx_conn_read(lx_req_t *r, char *dst, size_t len, int wait);
 void lx_server_log(lx_server_t *srv, int level, const char *msg,
                    PyObject *exc);
 uint64_t lx_now_us(void);

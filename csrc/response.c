@@ -652,6 +652,23 @@ static int can_defer(lx_req_t *r, size_t more)
            (r->out ? lx_buf_avail(r->out) : 0) + more < DEFER_MAX;
 }
 
+/* "<hex>\r\n" into buf (at least 20 bytes); returns its length. */
+static size_t chunk_size_line(char *buf, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    char tmp[16];
+    size_t k = 0, i;
+    do {
+        tmp[k++] = hex[len & 15];
+        len >>= 4;
+    } while (len);
+    for (i = 0; i < k; i++)
+        buf[i] = tmp[k - 1 - i];
+    buf[k] = '\r';
+    buf[k + 1] = '\n';
+    return k + 2;
+}
+
 static int write_body(lx_req_t *r, const char *data, size_t len, int last)
 {
     if (!r->head_sent && head_build(r, last ? (int64_t)len : -1) < 0)
@@ -673,8 +690,7 @@ static int write_body(lx_req_t *r, const char *data, size_t len, int last)
     }
     if (len > 0 && r->resp_chunked) {
         iov[n].iov_base = chunk_head;
-        iov[n++].iov_len =
-            (size_t)snprintf(chunk_head, sizeof(chunk_head), "%zx\r\n", len);
+        iov[n++].iov_len = chunk_size_line(chunk_head, len);
     }
     if (len > 0) {
         iov[n].iov_base = (void *)data;

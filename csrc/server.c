@@ -699,6 +699,11 @@ int lx_conn_writev_all(lx_req_t *r, struct iovec *iov, int iovcnt)
 
 Py_ssize_t lx_conn_fill(lx_req_t *r, int wait)
 {
+    return lx_conn_read(r, NULL, 0, wait);
+}
+
+Py_ssize_t lx_conn_read(lx_req_t *r, char *dst, size_t len, int wait)
+{
     lx_server_t *srv = r->srv;
     lx_conn_t *c = r->conn;
     if (r->failed) {
@@ -708,7 +713,16 @@ Py_ssize_t lx_conn_fill(lx_req_t *r, int wait)
     }
     for (;;) {
         if (c->flags & LX_CONN_F_READABLE) {
-            ssize_t n = conn_recv(srv, c, srv->bufs.size);
+            ssize_t n;
+            if (dst == NULL) {
+                n = conn_recv(srv, c, srv->bufs.size);
+            } else {
+                n = lx_sock_recv(c->io.fd, dst, len);
+                if ((n > 0 && (size_t)n < len &&
+                     !(c->flags & LX_CONN_F_EOF)) ||
+                    n == LX_AGAIN)
+                    c->flags &= ~LX_CONN_F_READABLE;
+            }
             if (n > 0)
                 return n;
             if (n == 0) {
