@@ -129,6 +129,7 @@ struct lx_conn {
 typedef struct {
     lx_io_t io;
     int paused;
+    int nodelay_inherited; /* accepted sockets get TCP_NODELAY from it */
     PyObject *base_environ;
 } lx_listener_t;
 

@@ -891,13 +891,15 @@ static void listener_accept(lx_server_t *srv, lx_listener_t *l, int idx)
             c->peer_family = AF_INET;
             memcpy(c->peer_addr, &sin->sin_addr, 4);
             c->peer_port = ntohs(sin->sin_port);
-            lx_sock_nodelay(fd);
+            if (!l->nodelay_inherited)
+                lx_sock_nodelay(fd);
         } else if (ss.ss_family == AF_INET6) {
             struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
             c->peer_family = AF_INET6;
             memcpy(c->peer_addr, &sin6->sin6_addr, 16);
             c->peer_port = ntohs(sin6->sin6_port);
-            lx_sock_nodelay(fd);
+            if (!l->nodelay_inherited)
+                lx_sock_nodelay(fd);
         } else {
             c->peer_family = AF_UNIX;
             c->flags |= LX_CONN_F_UNIX;
@@ -1433,6 +1435,7 @@ static int server_init(PyObject *self, PyObject *args, PyObject *kwds)
         lx_listener_t *l = &srv->listeners[i];
         l->io.fd = fd;
         l->io.kind = LX_IO_LISTENER;
+        l->nodelay_inherited = lx_sock_listener_nodelay(fd);
         l->base_environ = PyDict_Copy(env);
         if (l->base_environ == NULL ||
             lx_environ_base(srv->st, l->base_environ) < 0)

@@ -113,6 +113,23 @@ void lx_sock_ignore_sigpipe(void)
     }
 }
 
+int lx_sock_listener_nodelay(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    int one = 1;
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0 ||
+        (ss.ss_family != AF_INET && ss.ss_family != AF_INET6))
+        return 0;
+    if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0)
+        return 0;
+#if defined(__linux__)
+    return 1; /* accepted sockets copy the listener's TCP flags */
+#else
+    return 0;
+#endif
+}
+
 void lx_sock_nodelay(int fd)
 {
     int one = 1;

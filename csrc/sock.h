@@ -19,6 +19,9 @@ ssize_t lx_sock_writev(int fd, const struct iovec *iov, int iovcnt);
  * before using it, or a peer gone mid-file raises SIGPIPE. */
 ssize_t lx_sock_sendfile(int out_fd, int in_fd, off_t *off, size_t n);
 void lx_sock_nodelay(int fd);
+/* On a TCP listener: set TCP_NODELAY there, once. 1 when the system makes
+ * accepted sockets inherit it (Linux), so accept need not set it. */
+int lx_sock_listener_nodelay(int fd);
 /* Ignore SIGPIPE if it is at its default action (Python already ignores
  * it; an embedding program may not), so writes report EPIPE instead. */
 void lx_sock_ignore_sigpipe(void);

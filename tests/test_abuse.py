@@ -161,7 +161,7 @@ def slowhttptest(port, mode, *extra, path="/", seconds=15, connections=500,
     its per-second statistics: [(second, closed, pending, connected)]."""
     exe = shutil.which("slowhttptest")
     if exe is None:
-        pytest.skip("slowhttptest not installed (Debian package slowhttptest)")
+        pytest.fail("slowhttptest is not installed: run make test-tools (Debian package slowhttptest)")
     with tempfile.TemporaryDirectory() as tmp:
         prefix = os.path.join(tmp, "stats")
         cmd = [exe, mode, "-c", str(connections), "-r", str(rate),
@@ -304,7 +304,8 @@ IDLE_CONNECTIONS = 10_000
 def test_ten_thousand_idle_connections():
     limit = raise_nofile()
     if limit < IDLE_CONNECTIONS + 1000:
-        pytest.skip(f"open-files limit {limit} < {IDLE_CONNECTIONS + 1000}")
+        pytest.fail(f"open-files limit {limit} < {IDLE_CONNECTIONS + 1000}: "
+                    "raise it (ulimit -n) to run this test")
     timeout_header = 15
     server = start_server(["--timeout-header", str(timeout_header),
                            "--backlog", "4096"])

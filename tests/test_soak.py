@@ -67,7 +67,7 @@ def wrk_burst(exe, port, seconds, script=None):
 def test_million_keepalive_requests_memory_and_fds_flat(tmp_path):
     exe = shutil.which("wrk")
     if exe is None:
-        pytest.skip("wrk not installed (Debian package wrk)")
+        pytest.fail("wrk is not installed: run make test-tools (Debian package wrk)")
     script = tmp_path / "pipeline.lua"
     script.write_text(PIPELINE_LUA)
     server = start_server(["--keepalive", "5"])
