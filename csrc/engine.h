@@ -92,6 +92,7 @@ enum {
     LX_CS_HEAD = 0, /* owned by the hub: idle or reading a request head */
     LX_CS_ACTIVE,   /* owned by a worker greenlet */
     LX_CS_LINGER,   /* rejected: output shut down, input discarded */
+    LX_CS_QUEUED,   /* a whole head is buffered: waits for a worker */
 };
 
 #define LX_CONN_F_READABLE 0x01 /* an edge said readable; no EAGAIN since */
@@ -203,6 +204,10 @@ struct lx_server {
     lx_worker_t **idle;
     int nidle, idle_cap;
     lx_worker_t *dead_workers;
+    /* connections with a whole head, in arrival order: a worker takes one
+     * after another without going back to the hub in between */
+    lx_conn_t **pending;
+    size_t pending_head, npending, pending_cap;
     /* connections whose worker yielded to let others run, resumed at the
      * end of the turn (ready) or the next one (ready_next) */
     lx_conn_t **ready, **ready_next;

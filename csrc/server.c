@@ -120,6 +120,14 @@ void lx_conn_close(lx_conn_t *c)
 
 static void free_dead_conns(lx_server_t *srv)
 {
+    if (srv->dead != NULL && srv->npending > 0) {
+        size_t i, k = 0;
+        for (i = srv->pending_head; i < srv->npending; i++)
+            if (!(srv->pending[i]->flags & LX_CONN_F_CLOSED))
+                srv->pending[k++] = srv->pending[i];
+        srv->pending_head = 0;
+        srv->npending = k;
+    }
     if (srv->dead != NULL && srv->nready_next > 0) {
         /* No resumption may outlive its connection. */
         size_t i, k = 0;
@@ -236,6 +244,8 @@ static void conn_on_timer(lx_timer_t *t)
         if (c->flags & LX_CONN_F_WAITING)
             conn_wake(srv, c, LX_WAIT_TIMEOUT);
         break;
+    case LX_CS_QUEUED:
+        break; /* a worker takes it this turn */
     default:
         lx_conn_close(c);
         break;
@@ -246,6 +256,8 @@ static void conn_on_timer(lx_timer_t *t)
 /* workers */
 
 static void worker_serve(lx_worker_t *w);
+static lx_conn_t *pending_pop(lx_server_t *srv);
+static int worker_take(lx_worker_t *w, lx_conn_t *c);
 
 static PyObject *worker_call(PyObject *self, PyObject *args, PyObject *kw)
 {
@@ -256,6 +268,11 @@ static PyObject *worker_call(PyObject *self, PyObject *args, PyObject *kw)
     for (;;) {
         if (w->conn != NULL)
             worker_serve(w);
+        lx_conn_t *next = pending_pop(srv);
+        if (next != NULL) {
+            worker_take(w, next);
+            continue; /* the next one without a trip to the hub */
+        }
         if (srv->torn_down || srv->nidle >= MAX_IDLE_WORKERS)
             break;
         if (srv->nidle == srv->idle_cap) {
@@ -384,43 +401,121 @@ static void hub_switch(lx_server_t *srv, PyObject *g)
     }
 }
 
-/* Hand a connection whose head is parsed in srv->scratch to a worker. */
-static void dispatch(lx_server_t *srv, lx_conn_t *c, size_t head_len)
+/* A connection whose whole head is buffered waits here for a worker. */
+static void queue_conn(lx_server_t *srv, lx_conn_t *c)
 {
-    lx_worker_t *w;
-    if (srv->nidle > 0) {
-        w = srv->idle[--srv->nidle];
-        if (w->parent != srv->hub) {
-            if (lx_green_set_parent(w->greenlet, srv->hub) < 0) {
-                PyErr_WriteUnraisable((PyObject *)srv);
-                lx_conn_close(c);
+    if (srv->npending == srv->pending_cap) {
+        if (srv->pending_head > 0) {
+            memmove(srv->pending, srv->pending + srv->pending_head,
+                    sizeof(*srv->pending) *
+                        (srv->npending - srv->pending_head));
+            srv->npending -= srv->pending_head;
+            srv->pending_head = 0;
+        } else {
+            size_t cap = srv->pending_cap ? srv->pending_cap * 2 : 64;
+            lx_conn_t **q = PyMem_Realloc(srv->pending, sizeof(*q) * cap);
+            if (q == NULL) {
+                lx_conn_reject(c, 503);
                 return;
             }
-            w->parent = srv->hub;
-        }
-    } else {
-        w = worker_new(srv);
-        if (w == NULL) {
-            lx_server_log(srv, 40, "cannot start a worker greenlet", NULL);
-            PyErr_Clear();
-            lx_conn_reject(c, 503);
-            return;
+            srv->pending = q;
+            srv->pending_cap = cap;
         }
     }
-    /* Swap parse results: the worker takes the scratch header array. */
-    lx_header_t *mine = w->req.h.headers;
-    w->req.h = srv->scratch;
-    srv->scratch.headers = mine;
-    w->req.head_len = head_len;
+    srv->pending[srv->npending++] = c;
+    c->state = LX_CS_QUEUED;
+    c->flags &= ~LX_CONN_F_HEADTIMER;
+    /* The idle or head timer is left to run: for a queued or active
+     * connection it only acts on a worker waiting on it, whose wait
+     * re-arms it first. Saves unlinking it now and again later. */
+}
+
+static lx_conn_t *pending_pop(lx_server_t *srv)
+{
+    while (srv->pending_head < srv->npending) {
+        lx_conn_t *c = srv->pending[srv->pending_head++];
+        if (!(c->flags & LX_CONN_F_CLOSED) && c->state == LX_CS_QUEUED)
+            return c;
+    }
+    srv->pending_head = srv->npending = 0;
+    return NULL;
+}
+
+static int head_parse(lx_server_t *srv, lx_conn_t *c, lx_http1_req_t *h,
+                      int *status);
+
+/* The worker takes a queued connection: 1 to serve it, 0 when it went
+ * elsewhere (rejected, or back to the hub for the rest of its head). */
+static int worker_take(lx_worker_t *w, lx_conn_t *c)
+{
+    lx_server_t *srv = w->srv;
+    int status;
+    int rc = head_parse(srv, c, &w->req.h, &status);
+    if (rc < 0) {
+        lx_conn_reject(c, status);
+        return 0;
+    }
+    if (rc == 0) {
+        c->state = LX_CS_HEAD;
+        lx_timer_arm(&srv->t_header, &c->timer, srv->now);
+        c->flags |= LX_CONN_F_HEADTIMER;
+        return 0;
+    }
+    w->req.head_len = (size_t)rc;
     w->req.conn = c;
     w->conn = c;
     c->worker = w;
     c->state = LX_CS_ACTIVE;
-    c->flags &= ~LX_CONN_F_HEADTIMER;
-    /* The idle or head timer is left to run: for an active connection it
-     * only acts on a worker waiting on it, whose wait re-arms it first.
-     * Saves unlinking it now and again before the next request. */
-    hub_switch(srv, w->greenlet);
+    return 1;
+}
+
+/* Run workers while connections are queued. The first one switched in
+ * takes them one after another; only when it has to wait does the next
+ * worker start: one switch in and out per batch, not per request. */
+static void run_pending(lx_server_t *srv)
+{
+    while (srv->pending_head < srv->npending && srv->pending_exc == NULL) {
+        lx_worker_t *w;
+        if (srv->nidle > 0) {
+            w = srv->idle[--srv->nidle];
+            if (w->parent != srv->hub) {
+                if (lx_green_set_parent(w->greenlet, srv->hub) < 0) {
+                    PyErr_WriteUnraisable((PyObject *)srv);
+                    srv->idle[srv->nidle++] = w;
+                    lx_conn_t *c = pending_pop(srv);
+                    if (c != NULL)
+                        lx_conn_close(c);
+                    continue;
+                }
+                w->parent = srv->hub;
+            }
+        } else {
+            w = worker_new(srv);
+            if (w == NULL) {
+                lx_server_log(srv, 40, "cannot start a worker greenlet", NULL);
+                PyErr_Clear();
+                lx_conn_t *c = pending_pop(srv);
+                if (c != NULL)
+                    lx_conn_reject(c, 503);
+                continue;
+            }
+        }
+        w->conn = NULL;
+        hub_switch(srv, w->greenlet);
+    }
+    if (srv->pending_head >= srv->npending)
+        srv->pending_head = srv->npending = 0;
+}
+
+/* Whether the buffered bytes hold a whole head: an empty line after the
+ * request line (leading empty lines skipped, as the parser does). */
+static int head_whole(lx_conn_t *c)
+{
+    lx_buf_t *b = c->rbuf;
+    const char *p = lx_buf_head(b), *e = p + lx_buf_avail(b);
+    while (e - p >= 2 && p[0] == '\r' && p[1] == '\n')
+        p += 2;
+    return e - p >= 4 && memmem(p, (size_t)(e - p), "\r\n\r\n", 4) != NULL;
 }
 
 /* Parse the head in c->rbuf into h. Returns the head's length, 0 when
@@ -511,6 +606,13 @@ static void conn_read_head(lx_server_t *srv, lx_conn_t *c)
             lx_conn_close(c);
             return;
         }
+        /* A whole head goes to a worker, which parses it; one still
+         * arriving is parsed here, so that an error or a limit is answered
+         * as soon as it can be told. */
+        if (head_whole(c)) {
+            queue_conn(srv, c);
+            return;
+        }
         if (head_worth_parsing(srv, c)) {
             int status;
             int rc = head_parse(srv, c, &srv->scratch, &status);
@@ -519,7 +621,7 @@ static void conn_read_head(lx_server_t *srv, lx_conn_t *c)
                 return;
             }
             if (rc > 0) {
-                dispatch(srv, c, (size_t)rc);
+                queue_conn(srv, c);
                 return;
             }
         }
@@ -1100,6 +1202,8 @@ static int loop_turn(lx_server_t *srv, int timeout_ms)
         }
         }
     }
+    if (srv->npending > 0 && srv->pending_exc == NULL)
+        run_pending(srv);
     srv->now = lx_now_ms();
     lx_timer_list_expire(&srv->t_header, srv->now);
     for (i = 0; i < sizeof(lists) / sizeof(lists[0]); i++)
@@ -1487,6 +1591,7 @@ static void server_dealloc(PyObject *self)
         Py_CLEAR(srv->listeners[i].base_environ);
     PyMem_Free(srv->listeners);
     PyMem_Free(srv->idle);
+    PyMem_Free(srv->pending);
     PyMem_Free(srv->ready);
     PyMem_Free(srv->ready_next);
     PyMem_Free(srv->scratch.headers);
