@@ -256,6 +256,10 @@ int lx_conn_wait(lx_req_t *r, unsigned what);
 /* Account n bytes written; past a burst limit, let other connections run
  * before going on: 0, or -1 with an exception. */
 int lx_conn_progress(lx_req_t *r, size_t n);
+/* The outcome of one write of the response: n > 0 bytes went out,
+ * LX_AGAIN (wait until writable) or LX_ERR (the client is gone, what says
+ * what was being sent). 0 to go on, -1 with an exception. */
+int lx_conn_wrote(lx_req_t *r, ssize_t n, const char *what);
 /* Write every byte of iov, waiting as needed: 0 or -1 (exception). */
 int lx_conn_writev_all(lx_req_t *r, struct iovec *iov, int iovcnt);
 /* Read more bytes into rbuf. > 0 bytes, 0 would block (only when !wait),

@@ -792,27 +792,14 @@ static int send_file(lx_req_t *r, FileWrapperObject *fw)
     while (left > 0) {
         size_t chunk = left > (1u << 30) ? (1u << 30) : (size_t)left;
         ssize_t n = lx_sock_sendfile(c->io.fd, (int)fd, &pos, chunk);
+        if (n == 0)
+            break; /* the file shrank */
         if (n > 0) {
             left -= (uint64_t)n;
             r->resp_sent += (uint64_t)n;
-            if (lx_conn_progress(r, (size_t)n) < 0)
-                return -1;
-            continue;
         }
-        if (n == LX_AGAIN) {
-            c->flags &= ~LX_CONN_F_WRITABLE;
-            if (lx_conn_wait(r, LX_EV_WRITE) < 0) {
-                r->failed = 1;
-                return -1;
-            }
-            continue;
-        }
-        if (n == 0)
-            break; /* the file shrank */
-        r->failed = 1;
-        PyErr_Format(r->srv->st->ClientDisconnected,
-                     "client went away during sendfile (%s)", strerror(errno));
-        return -1;
+        if (lx_conn_wrote(r, n, "a file") < 0)
+            return -1;
     }
     /* Keep Python's view of the position in step with what was sent. */
     PyObject *res =

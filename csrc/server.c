@@ -759,6 +759,25 @@ static void run_ready(lx_server_t *srv)
     srv->nready = 0;
 }
 
+int lx_conn_wrote(lx_req_t *r, ssize_t n, const char *what)
+{
+    if (n > 0)
+        return lx_conn_progress(r, (size_t)n);
+    if (n == LX_AGAIN) {
+        r->conn->flags &= ~LX_CONN_F_WRITABLE;
+        if (lx_conn_wait(r, LX_EV_WRITE) < 0) {
+            r->failed = 1;
+            return -1;
+        }
+        return 0;
+    }
+    r->failed = 1;
+    PyErr_Format(r->srv->st->ClientDisconnected,
+                 "client went away while sending %s (%s)", what,
+                 strerror(errno));
+    return -1;
+}
+
 int lx_conn_writev_all(lx_req_t *r, struct iovec *iov, int iovcnt)
 {
     lx_conn_t *c = r->conn;
@@ -776,25 +795,10 @@ int lx_conn_writev_all(lx_req_t *r, struct iovec *iov, int iovcnt)
         ssize_t n = lx_sock_writev(c->io.fd, iov + first,
                                    iovcnt - first > IOV_MAX ? IOV_MAX
                                                             : iovcnt - first);
-        if (n > 0) {
+        if (n > 0)
             first += lx_iov_advance(iov + first, iovcnt - first, (size_t)n);
-            if (lx_conn_progress(r, (size_t)n) < 0)
-                return -1;
-            continue;
-        }
-        if (n == LX_AGAIN) {
-            c->flags &= ~LX_CONN_F_WRITABLE;
-            if (lx_conn_wait(r, LX_EV_WRITE) < 0) {
-                r->failed = 1;
-                return -1;
-            }
-            continue;
-        }
-        r->failed = 1;
-        PyErr_Format(r->srv->st->ClientDisconnected,
-                     "client went away while sending the response (%s)",
-                     strerror(errno));
-        return -1;
+        if (lx_conn_wrote(r, n, "the response") < 0)
+            return -1;
     }
     return 0;
 }
