@@ -30,6 +30,10 @@ void lx_loop_free(lx_loop_t *loop);
 int lx_loop_fd(const lx_loop_t *loop);
 /* Register io->fd edge-triggered for events. LX_OK or LX_ERR (errno). */
 int lx_loop_add(lx_loop_t *loop, lx_io_t *io, unsigned events);
+/* Change a registration to events (edge-triggered as well): an fd whose
+ * writes never block is better left without write interest, which only
+ * brings an event when it is registered. */
+int lx_loop_mod(lx_loop_t *loop, lx_io_t *io, unsigned events);
 int lx_loop_del(lx_loop_t *loop, lx_io_t *io);
 /* Wait up to timeout_ms (-1: forever); returns how many events are ready
  * (0 on timeout or EINTR) or LX_ERR. Touches no shared state beyond the

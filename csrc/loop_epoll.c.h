@@ -39,10 +39,10 @@ int lx_loop_fd(const lx_loop_t *loop)
     return loop->fd;
 }
 
-int lx_loop_add(lx_loop_t *loop, lx_io_t *io, unsigned events)
+static int epoll_set(lx_loop_t *loop, int op, lx_io_t *io, unsigned events)
 {
-    /* Registered once, edge-triggered, for both directions the owner may
-     * need: no epoll_ctl is ever needed again while the fd lives. */
+    /* Edge-triggered: an owner hears once of each new readiness, and
+     * interest changes only ever add a direction. */
     struct epoll_event ev;
     ev.events = EPOLLET | EPOLLRDHUP;
     if (events & LX_EV_READ)
@@ -50,10 +50,20 @@ int lx_loop_add(lx_loop_t *loop, lx_io_t *io, unsigned events)
     if (events & LX_EV_WRITE)
         ev.events |= EPOLLOUT;
     ev.data.ptr = io;
-    if (epoll_ctl(loop->fd, EPOLL_CTL_ADD, io->fd, &ev) < 0)
+    if (epoll_ctl(loop->fd, op, io->fd, &ev) < 0)
         return LX_ERR;
     io->events = (unsigned short)events;
     return LX_OK;
+}
+
+int lx_loop_add(lx_loop_t *loop, lx_io_t *io, unsigned events)
+{
+    return epoll_set(loop, EPOLL_CTL_ADD, io, events);
+}
+
+int lx_loop_mod(lx_loop_t *loop, lx_io_t *io, unsigned events)
+{
+    return epoll_set(loop, EPOLL_CTL_MOD, io, events);
 }
 
 int lx_loop_del(lx_loop_t *loop, lx_io_t *io)

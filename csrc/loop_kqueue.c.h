@@ -55,6 +55,24 @@ int lx_loop_add(lx_loop_t *loop, lx_io_t *io, unsigned events)
     return LX_OK;
 }
 
+int lx_loop_mod(lx_loop_t *loop, lx_io_t *io, unsigned events)
+{
+    struct kevent ch[2];
+    int n = 0;
+    if ((events & LX_EV_READ) != (io->events & LX_EV_READ))
+        EV_SET(&ch[n++], io->fd, EVFILT_READ,
+               (events & LX_EV_READ) ? EV_ADD | EV_CLEAR : EV_DELETE, 0, 0,
+               io);
+    if ((events & LX_EV_WRITE) != (io->events & LX_EV_WRITE))
+        EV_SET(&ch[n++], io->fd, EVFILT_WRITE,
+               (events & LX_EV_WRITE) ? EV_ADD | EV_CLEAR : EV_DELETE, 0, 0,
+               io);
+    if (n && kevent(loop->fd, ch, n, NULL, 0, NULL) < 0)
+        return LX_ERR;
+    io->events = (unsigned short)events;
+    return LX_OK;
+}
+
 int lx_loop_del(lx_loop_t *loop, lx_io_t *io)
 {
     struct kevent ch[2];

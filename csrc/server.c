@@ -672,6 +672,12 @@ int lx_conn_wait(lx_req_t *r, unsigned what)
                         "lichen: no loop is running to wait on");
         return -1;
     }
+    if ((what & ~c->io.events) &&
+        lx_loop_mod(srv->loop, &c->io, c->io.events | what) < 0) {
+        r->failed = 1;
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
     c->wait_for = (uint8_t)what;
     c->wait_result = LX_WAIT_READY;
     c->flags |= LX_CONN_F_WAITING;
@@ -1010,7 +1016,10 @@ static void listener_accept(lx_server_t *srv, lx_listener_t *l, int idx)
             c->peer_family = AF_UNIX;
             c->flags |= LX_CONN_F_UNIX;
         }
-        if (lx_loop_add(srv->loop, &c->io, LX_EV_READ | LX_EV_WRITE) < 0) {
+        /* Read interest only: a socket is writable from the start, and
+         * write interest would bring an event for nothing. It is added the
+         * first time a write has to wait. */
+        if (lx_loop_add(srv->loop, &c->io, LX_EV_READ) < 0) {
             lx_conn_close(c);
             continue;
         }

@@ -225,6 +225,37 @@ static void test_edge_read(pair_fn mk, const char *kind)
     cur_kind = "";
 }
 
+/* Write interest added later (lx_loop_mod), as the server does the first
+ * time a write has to wait: no event from a read-only registration of a
+ * writable socket; after the mod, one event once the peer drains it. */
+static void test_mod_write_interest(pair_fn mk, const char *kind)
+{
+    cur_kind = kind;
+    int sv[2];
+    mk(sv);
+    lx_loop_t *loop = lx_loop_new(16);
+    lx_io_t io = {.fd = sv[1], .events = 0, .kind = 1};
+    lx_io_t *got;
+    unsigned ev;
+    CHECK(lx_loop_add(loop, &io, LX_EV_READ) == LX_OK, "add read only");
+    CHECK(wait1(loop, 50, &got, &ev) == 0,
+          "a writable socket brings no event without write interest");
+    CHECK(fill(sv[1]) > 0, "fill the socket");
+    CHECK(lx_loop_mod(loop, &io, LX_EV_READ | LX_EV_WRITE) == LX_OK &&
+              io.events == (LX_EV_READ | LX_EV_WRITE),
+          "mod adds write interest");
+    CHECK(wait1(loop, 50, &got, &ev) == 0, "still full: no event");
+    drain(sv[0]);
+    CHECK(wait1(loop, 1000, &got, &ev) == 1 && got == &io &&
+              (ev & LX_EV_WRITE),
+          "writable again after the peer read: one event");
+    CHECK(wait1(loop, 50, &got, &ev) == 0, "and only one");
+    lx_loop_free(loop);
+    close(sv[0]);
+    close(sv[1]);
+    cur_kind = "";
+}
+
 static void test_edge_write(pair_fn mk, const char *kind)
 {
     cur_kind = kind;
@@ -750,6 +781,8 @@ int main(void)
     signal(SIGPIPE, SIG_DFL);
     test_edge_read(unix_pair, " [unix]");
     test_edge_read(tcp_pair, " [tcp]");
+    test_mod_write_interest(unix_pair, " [unix]");
+    test_mod_write_interest(tcp_pair, " [tcp]");
     test_edge_write(unix_pair, " [unix]");
     test_edge_write(tcp_pair, " [tcp]");
     test_hangup(unix_pair, " [unix]");
