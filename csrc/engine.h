@@ -74,7 +74,6 @@ typedef struct {
     PyObject *ClientDisconnected;
     PyObject *BodyError;
     PyObject *empty_str;
-    PyObject *empty_bytes;
     /* environ keys */
     PyObject *k_REQUEST_METHOD, *k_SCRIPT_NAME, *k_PATH_INFO, *k_QUERY_STRING,
         *k_RAW_URI, *k_SERVER_PROTOCOL, *k_REMOTE_ADDR, *k_REMOTE_PORT,
@@ -84,7 +83,7 @@ typedef struct {
     PyObject *v_http10, *v_http11, *v_GET, *v_POST, *v_HEAD, *v_PUT, *v_DELETE,
         *v_OPTIONS, *v_PATCH;
     /* method names */
-    PyObject *s_close, *s_fileno, *s_tell, *s_read;
+    PyObject *s_close, *s_fileno, *s_tell;
 } lx_state_t;
 
 /* Connection states. */
@@ -95,11 +94,9 @@ enum {
     LX_CS_QUEUED,   /* a whole head is buffered: waits for a worker */
 };
 
-#define LX_CONN_F_READABLE 0x01 /* an edge said readable; no EAGAIN since */
-#define LX_CONN_F_WRITABLE 0x02
-#define LX_CONN_F_CLOSED 0x04  /* fd closed, struct freed at end of turn */
-#define LX_CONN_F_WAITING 0x08 /* its worker waits on it */
-#define LX_CONN_F_UNIX 0x10
+#define LX_CONN_F_READABLE 0x01  /* an edge said readable; no EAGAIN since */
+#define LX_CONN_F_CLOSED 0x04    /* fd closed, struct freed at end of turn */
+#define LX_CONN_F_WAITING 0x08   /* its worker waits on it */
 #define LX_CONN_F_HEADTIMER 0x20 /* the head timeout runs for this request */
 #define LX_CONN_F_EOF 0x40 /* the peer closed its side: read to the end */
 
@@ -203,7 +200,6 @@ struct lx_server {
     lx_worker_t workers; /* sentinel; the server owns a ref to each */
     lx_worker_t **idle;
     int nidle, idle_cap;
-    lx_worker_t *dead_workers;
     /* connections with a whole head, in arrival order: a worker takes one
      * after another without going back to the hub in between */
     lx_conn_t **pending;
@@ -211,7 +207,7 @@ struct lx_server {
     /* connections whose worker yielded to let others run, resumed at the
      * end of the turn (ready) or the next one (ready_next) */
     lx_conn_t **ready, **ready_next;
-    size_t nready, nready_next, ready_cap, ready_next_cap;
+    size_t nready_next, ready_cap, ready_next_cap;
     lx_bufpool_t bufs;
     lx_timer_list_t t_header, t_body, t_write, t_keepalive, t_linger, t_accept;
     lx_timer_t accept_timer;
@@ -250,6 +246,11 @@ struct lx_server {
 void lx_conn_close(lx_conn_t *c);
 /* Reject a request: canned response, then lingering close. */
 void lx_conn_reject(lx_conn_t *c, int status);
+/* A complete short response for an error status ("400 Bad Request" ...,
+ * text body, Connection: close) into buf; its length, and the body's. */
+#define LX_ERROR_RESPONSE_MAX 256
+size_t lx_error_response(lx_server_t *srv, int status, char *buf, size_t cap,
+                         size_t *body_len);
 /* Wait in the current worker until the conn is ready for what
  * (LX_EV_READ / LX_EV_WRITE): 0, or -1 with an exception. */
 int lx_conn_wait(lx_req_t *r, unsigned what);
@@ -271,6 +272,9 @@ Py_ssize_t lx_conn_read(lx_req_t *r, char *dst, size_t len, int wait);
 void lx_server_log(lx_server_t *srv, int level, const char *msg,
                    PyObject *exc);
 uint64_t lx_now_us(void);
+/* Write out the buffered access log lines (all of them, retrying partial
+ * writes). */
+void lx_server_alog_flush(lx_server_t *srv);
 /* "Date: ...\r\n" for the current second. */
 const char *lx_server_date(lx_server_t *srv, size_t *len);
 

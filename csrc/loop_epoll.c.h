@@ -4,7 +4,6 @@
 struct lx_loop {
     int fd;
     int max_events;
-    int nready;
     struct epoll_event events[];
 };
 
@@ -22,7 +21,6 @@ lx_loop_t *lx_loop_new(int max_events)
         return NULL;
     }
     loop->max_events = max_events;
-    loop->nready = 0;
     return loop;
 }
 
@@ -79,10 +77,8 @@ int lx_loop_wait(lx_loop_t *loop, int timeout_ms)
 {
     int n = epoll_wait(loop->fd, loop->events, loop->max_events, timeout_ms);
     if (n < 0) {
-        loop->nready = 0;
         return errno == EINTR ? 0 : LX_ERR;
     }
-    loop->nready = n;
     return n;
 }
 

@@ -6,7 +6,6 @@
 struct lx_loop {
     int fd;
     int max_events;
-    int nready;
     struct kevent events[];
 };
 
@@ -24,7 +23,6 @@ lx_loop_t *lx_loop_new(int max_events)
         return NULL;
     }
     loop->max_events = max_events;
-    loop->nready = 0;
     return loop;
 }
 
@@ -98,10 +96,8 @@ int lx_loop_wait(lx_loop_t *loop, int timeout_ms)
     }
     int n = kevent(loop->fd, NULL, 0, loop->events, loop->max_events, tsp);
     if (n < 0) {
-        loop->nready = 0;
         return errno == EINTR ? 0 : LX_ERR;
     }
-    loop->nready = n;
     return n;
 }
 

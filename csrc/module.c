@@ -98,8 +98,7 @@ static int module_exec(PyObject *m)
         PyModule_AddObjectRef(m, "BodyError", st->BodyError) < 0)
         return -1;
     st->empty_str = PyUnicode_New(0, 0);
-    st->empty_bytes = PyBytes_FromStringAndSize(NULL, 0);
-    if (st->empty_str == NULL || st->empty_bytes == NULL)
+    if (st->empty_str == NULL)
         return -1;
     INTERN(k_REQUEST_METHOD, "REQUEST_METHOD");
     INTERN(k_SCRIPT_NAME, "SCRIPT_NAME");
@@ -127,7 +126,6 @@ static int module_exec(PyObject *m)
     INTERN(s_close, "close");
     INTERN(s_fileno, "fileno");
     INTERN(s_tell, "tell");
-    INTERN(s_read, "read");
     if (lx_environ_init_state(st) < 0)
         return -1;
     return 0;

@@ -82,11 +82,10 @@ static int check_text(const char *p, Py_ssize_t n, const char *what,
     return 0;
 }
 
-static int check_status(lx_req_t *r, PyObject *status, int *code)
+static int check_status(PyObject *status, int *code)
 {
     Py_ssize_t n;
     const char *p = latin1(status, &n, "status");
-    (void)r;
     if (p == NULL)
         return -1;
     if (n < 3 || p[0] < '1' || p[0] > '9' || p[1] < '0' || p[1] > '9' ||
@@ -225,7 +224,7 @@ static PyObject *sr_vectorcall(PyObject *self, PyObject *const *vargs,
         return NULL;
     }
     int code;
-    if (check_status(r, status, &code) < 0 || check_headers(headers) < 0)
+    if (check_status(status, &code) < 0 || check_headers(headers) < 0)
         return NULL;
     Py_XSETREF(r->status, Py_NewRef(status));
     Py_XSETREF(r->headers, Py_NewRef(headers));
@@ -744,7 +743,8 @@ static int finish_body(lx_req_t *r)
  * file (iterate instead), -1 error. */
 static int send_file(lx_req_t *r, FileWrapperObject *fw)
 {
-    PyObject *fileno = PyObject_CallMethod(fw->filelike, "fileno", NULL);
+    lx_state_t *ms = r->srv->st;
+    PyObject *fileno = PyObject_CallMethodNoArgs(fw->filelike, ms->s_fileno);
     if (fileno == NULL) {
         PyErr_Clear();
         return 0;
@@ -759,7 +759,7 @@ static int send_file(lx_req_t *r, FileWrapperObject *fw)
     if (fstat((int)fd, &st) < 0 || !S_ISREG(st.st_mode))
         return 0;
     off_t pos;
-    PyObject *tell = PyObject_CallMethod(fw->filelike, "tell", NULL);
+    PyObject *tell = PyObject_CallMethodNoArgs(fw->filelike, ms->s_tell);
     if (tell != NULL) {
         pos = (off_t)PyLong_AsLongLong(tell);
         Py_DECREF(tell);
@@ -964,27 +964,20 @@ static int send_iterable(lx_req_t *r, PyObject *result)
 /* ------------------------------------------------------------------ */
 /* errors */
 
-/* A small response of our own (500, 400, 413) after an error. */
+/* A small response of our own (500, 400, 413) after an error; it follows
+ * whatever earlier pipelined responses wait in r->out. */
 static int send_simple(lx_req_t *r, int status)
 {
-    const char *text = status == 400   ? "400 Bad Request"
-                       : status == 413 ? "413 Content Too Large"
-                                       : "500 Internal Server Error";
-    char buf[256];
-    size_t dl;
-    const char *date = lx_server_date(r->srv, &dl);
-    int n = snprintf(buf, sizeof(buf),
-                     "HTTP/1.1 %s\r\nContent-Type: text/plain\r\n"
-                     "Content-Length: %zu\r\nConnection: close\r\n%.*s\r\n"
-                     "%s\n",
-                     text, strlen(text) + 1, (int)dl, date, text);
+    char buf[LX_ERROR_RESPONSE_MAX];
+    size_t body;
+    size_t n = lx_error_response(r->srv, status, buf, sizeof(buf), &body);
     r->resp_close = 1;
     r->head_sent = 1;
     r->status_code = status;
-    r->resp_sent = strlen(text) + 1;
-    if (out_reserve(r, (size_t)n) < 0)
+    r->resp_sent = body;
+    if (out_reserve(r, n) < 0)
         return -1;
-    out_put(r, buf, (size_t)n);
+    out_put(r, buf, n);
     return lx_req_flush(r);
 }
 
@@ -1147,12 +1140,8 @@ static void access_log(lx_req_t *r)
                  (unsigned long long)(us / 1000000),
                  (unsigned long long)(us % 1000000));
     alog_put(srv, num, (size_t)n);
-    if (srv->alog_len >= 65536) {
-        /* flushed by the loop at the end of the turn as well */
-        ssize_t w = write(srv->access_fd, srv->alog, srv->alog_len);
-        (void)w;
-        srv->alog_len = 0;
-    }
+    if (srv->alog_len >= 65536)
+        lx_server_alog_flush(srv); /* else at the end of the loop's turn */
 }
 
 /* ------------------------------------------------------------------ */

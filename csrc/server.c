@@ -177,20 +177,29 @@ static const char *status_text(int status)
     }
 }
 
-void lx_conn_reject(lx_conn_t *c, int status)
+size_t lx_error_response(lx_server_t *srv, int status, char *buf, size_t cap,
+                         size_t *body_len)
 {
-    lx_server_t *srv = conn_server(c);
-    char buf[512];
     const char *text = status_text(status);
     size_t dlen;
     const char *date = lx_server_date(srv, &dlen);
-    int n = snprintf(buf, sizeof(buf),
+    int n = snprintf(buf, cap,
                      "HTTP/1.1 %s\r\nContent-Type: text/plain\r\n"
                      "Content-Length: %zu\r\nConnection: close\r\n%.*s\r\n"
                      "%s\n",
                      text, strlen(text) + 1, (int)dlen, date, text);
+    *body_len = strlen(text) + 1;
+    return n < 0 ? 0 : (size_t)n < cap ? (size_t)n : cap - 1;
+}
+
+void lx_conn_reject(lx_conn_t *c, int status)
+{
+    lx_server_t *srv = conn_server(c);
+    char buf[LX_ERROR_RESPONSE_MAX];
+    size_t body;
+    size_t n = lx_error_response(srv, status, buf, sizeof(buf), &body);
     /* Small enough for any socket buffer: best effort, never blocks. */
-    struct iovec iov = {buf, (size_t)n};
+    struct iovec iov = {buf, n};
     (void)lx_sock_writev(c->io.fd, &iov, 1);
     /* Closing with unread input would reset the connection and could
      * destroy the response before the client reads it: shut down our
@@ -642,8 +651,6 @@ static void on_conn_event(lx_server_t *srv, lx_conn_t *c, unsigned ev)
         c->flags |= LX_CONN_F_READABLE;
     if (ev & LX_EV_EOF)
         c->flags |= LX_CONN_F_EOF;
-    if (ev & LX_EV_WRITE)
-        c->flags |= LX_CONN_F_WRITABLE;
     switch (c->state) {
     case LX_CS_HEAD:
         if (ev & LX_EV_READ)
@@ -752,7 +759,6 @@ static void run_ready(lx_server_t *srv)
     srv->nready_next = 0;
     srv->ready = q;
     srv->ready_cap = cap;
-    srv->nready = n;
     for (i = 0; i < n; i++) {
         lx_conn_t *c = q[i];
         /* Closed since, or already woken by a stop: nothing to resume. */
@@ -762,7 +768,6 @@ static void run_ready(lx_server_t *srv)
             continue;
         conn_wake(srv, c, LX_WAIT_READY);
     }
-    srv->nready = 0;
 }
 
 int lx_conn_wrote(lx_req_t *r, ssize_t n, const char *what)
@@ -770,7 +775,6 @@ int lx_conn_wrote(lx_req_t *r, ssize_t n, const char *what)
     if (n > 0)
         return lx_conn_progress(r, (size_t)n);
     if (n == LX_AGAIN) {
-        r->conn->flags &= ~LX_CONN_F_WRITABLE;
         if (lx_conn_wait(r, LX_EV_WRITE) < 0) {
             r->failed = 1;
             return -1;
@@ -1014,7 +1018,6 @@ static void listener_accept(lx_server_t *srv, lx_listener_t *l, int idx)
                 lx_sock_nodelay(fd);
         } else {
             c->peer_family = AF_UNIX;
-            c->flags |= LX_CONN_F_UNIX;
         }
         /* Read interest only: a socket is writable from the start, and
          * write interest would bring an event for nothing. It is added the
@@ -1023,7 +1026,7 @@ static void listener_accept(lx_server_t *srv, lx_listener_t *l, int idx)
             lx_conn_close(c);
             continue;
         }
-        c->flags |= LX_CONN_F_WRITABLE | LX_CONN_F_HEADTIMER;
+        c->flags |= LX_CONN_F_HEADTIMER;
         lx_timer_arm(&srv->t_header, &c->timer, srv->now);
     }
 }
@@ -1041,7 +1044,7 @@ static void accept_resume(lx_timer_t *t)
 /* ------------------------------------------------------------------ */
 /* the loop */
 
-static void alog_flush(lx_server_t *srv)
+void lx_server_alog_flush(lx_server_t *srv)
 {
     size_t off = 0;
     while (off < srv->alog_len) {
@@ -1156,14 +1159,14 @@ static void teardown(lx_server_t *srv)
     lx_timer_cancel(&srv->accept_timer);
     lx_bufpool_clear(&srv->bufs);
     if (srv->access_fd >= 0)
-        alog_flush(srv);
+        lx_server_alog_flush(srv);
 }
 
 /* One turn of the loop. 1 while serving, 0 once stopped, -1 on error. */
 static int loop_turn(lx_server_t *srv, int timeout_ms)
 {
     if (srv->access_fd >= 0 && srv->alog_len > 0)
-        alog_flush(srv);
+        lx_server_alog_flush(srv);
     uint64_t next = lx_timer_list_next(&srv->t_header);
     lx_timer_list_t *lists[] = {&srv->t_body, &srv->t_write, &srv->t_keepalive,
                                 &srv->t_linger, &srv->t_accept};
