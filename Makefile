@@ -11,7 +11,7 @@ FUZZ_CI_SECONDS ?= 30
 PYTEST_ARGS ?=
 
 CC ?= gcc
-SAN_CFLAGS := -std=c11 -Wall -Wextra -Werror -g -O1 \
+SAN_CFLAGS := -std=c11 -Wall -Wextra -Werror -g -O1 -pthread \
 	-fsanitize=address,undefined -fno-sanitize-recover=all -Icsrc
 FUZZ_CFLAGS := -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined \
 	-fno-sanitize-recover=all -Icsrc

@@ -14,8 +14,8 @@ def greenlet_include():
     return os.path.dirname(greenlet.__file__)
 
 
-cflags = ["-std=c11", "-Wall", "-Wextra", "-Werror", "-fvisibility=hidden"]
-ldflags = []
+cflags = ["-std=c11", "-Wall", "-Wextra", "-Werror", "-fvisibility=hidden", "-pthread"]
+ldflags = ["-pthread"]
 if os.environ.get("LICHEN_SANITIZE"):
     cflags += ["-O1", "-g", "-fno-omit-frame-pointer", "-fsanitize=address,undefined",
                "-fno-sanitize-recover=undefined"]

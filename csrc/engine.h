@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "buf.h"
+#include "flush.h"
 #include "http1.h"
 #include "loop.h"
 #include "lx.h"
@@ -165,6 +166,10 @@ struct lx_req {
     int64_t resp_length; /* Content-Length of the response, -1 if none */
     uint64_t resp_sent;  /* body bytes sent */
     lx_buf_t *out;       /* head and deferred output */
+    /* r->out lent to the flusher thread while the application runs (see
+     * flush.h); coalesce: small blocks of an iterable may gather in r->out */
+    lx_flush_entry_t held;
+    uint8_t coalesce;
     /* Python objects handed to the application */
     PyObject *environ;
     InputObject *input;
@@ -261,6 +266,14 @@ int lx_conn_progress(lx_req_t *r, size_t n);
  * LX_AGAIN (wait until writable) or LX_ERR (the client is gone, what says
  * what was being sent). 0 to go on, -1 with an exception. */
 int lx_conn_wrote(lx_req_t *r, ssize_t n, const char *what);
+/* Lend what r->out holds to the flusher thread before the application
+ * runs (it sends the bytes if the application takes a while); when no
+ * thread can start, send them now. 0 or -1 (exception). */
+int lx_req_lend(lx_req_t *r);
+/* Take r->out back from the flusher: 0, or -1 with ClientDisconnected when
+ * it found the connection broken (r->failed is then set). Every path that
+ * writes to the connection or touches r->out calls it first. */
+int lx_req_unhold(lx_req_t *r);
 /* Write every byte of iov, waiting as needed: 0 or -1 (exception). */
 int lx_conn_writev_all(lx_req_t *r, struct iovec *iov, int iovcnt);
 /* Read more bytes into rbuf. > 0 bytes, 0 would block (only when !wait),

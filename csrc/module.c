@@ -22,11 +22,11 @@ static PyObject *live_counts(PyObject *m, PyObject *unused)
     (void)m;
     (void)unused;
     long pooled = lx_buf_pooled();
-    return Py_BuildValue("{s:l,s:l,s:l,s:l}", "connections",
+    return Py_BuildValue("{s:l,s:l,s:l,s:l,s:l}", "connections",
                          atomic_load(&counters[LX_COUNT_CONNS]), "buffers",
                          lx_buf_live() - pooled, "pooled_buffers", pooled,
-                         "greenlets",
-                         atomic_load(&counters[LX_COUNT_WORKERS]));
+                         "greenlets", atomic_load(&counters[LX_COUNT_WORKERS]),
+                         "held_outputs", lx_flush_held());
 }
 
 PyObject *lx_probe_parse_request(PyObject *m, PyObject *args, PyObject *kw);
@@ -42,7 +42,8 @@ static PyMethodDef module_methods[] = {
      "decode_chunked(data): (body, consumed), None when incomplete, or 400."},
     {"live_counts", live_counts, METH_NOARGS,
      "Live engine objects in this process: connections, buffers in use, "
-     "buffers kept in free lists, worker greenlets. All zero once every "
+     "buffers kept in free lists, worker greenlets, outputs lent to the "
+     "flusher thread. All zero once every "
      "server is closed."},
     {NULL, NULL, 0, NULL},
 };

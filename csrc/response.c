@@ -427,6 +427,8 @@ PyType_Spec lx_file_wrapper_spec = {
 
 static int out_reserve(lx_req_t *r, size_t n)
 {
+    if (lx_req_unhold(r) < 0)
+        return -1;
     if (r->out == NULL) {
         r->out = lx_buf_get(&r->srv->bufs);
         if (r->out == NULL) {
@@ -627,6 +629,8 @@ error:
 
 int lx_req_flush(lx_req_t *r)
 {
+    if (lx_req_unhold(r) < 0)
+        return -1;
     if (r->out == NULL || lx_buf_avail(r->out) == 0)
         return 0;
     if (r->failed) {
@@ -670,6 +674,13 @@ static size_t chunk_size_line(char *buf, size_t len)
 
 static int write_body(lx_req_t *r, const char *data, size_t len, int last)
 {
+    if (lx_req_unhold(r) < 0)
+        return -1;
+    if (r->failed) {
+        PyErr_SetString(r->srv->st->ClientDisconnected,
+                        "the connection is closed");
+        return -1;
+    }
     if (!r->head_sent && head_build(r, last ? (int64_t)len : -1) < 0)
         return -1;
     if (r->resp_nobody)
@@ -707,8 +718,11 @@ static int write_body(lx_req_t *r, const char *data, size_t len, int last)
     int i;
     for (i = 0; i < n; i++)
         total += iov[i].iov_len;
-    if (last && can_defer(r, total)) {
-        size_t have = r->out ? lx_buf_avail(r->out) : 0;
+    size_t have = r->out ? lx_buf_avail(r->out) : 0;
+    /* Small blocks of an iterable gather up to one pooled buffer; the
+     * loop in send_iterable lends them to the flusher meanwhile. */
+    if ((last && can_defer(r, total)) ||
+        (r->coalesce && !last && total <= r->srv->bufs.size)) {
         if (out_reserve(r, total - have) < 0)
             return -1;
         for (i = (have > 0); i < n; i++)
@@ -946,14 +960,22 @@ static int send_iterable(lx_req_t *r, PyObject *result)
     PyObject *it = PyObject_GetIter(result);
     if (it == NULL)
         return -1;
-    PyObject *item;
-    while ((item = PyIter_Next(it)) != NULL) {
+    for (;;) {
+        /* What gathered so far keeps moving while the application makes
+         * the next block (PEP 3333: no delaying a block). */
+        if (lx_req_lend(r) < 0)
+            break;
+        PyObject *item = PyIter_Next(it);
+        if (r->held.linked && lx_flush_release(&r->held) != 0)
+            r->failed = 1; /* the next write says so */
+        if (item == NULL)
+            break;
+        r->coalesce = 1;
         int rc = send_item(r, item, 0);
+        r->coalesce = 0;
         Py_DECREF(item);
-        if (rc < 0) {
-            Py_DECREF(it);
-            return -1;
-        }
+        if (rc < 0)
+            break;
     }
     Py_DECREF(it);
     if (PyErr_Occurred())
@@ -1024,7 +1046,11 @@ static void request_error(lx_req_t *r)
         log_request_error(r, exc);
     Py_DECREF(exc);
     if (r->head_sent) {
-        r->failed = 1; /* mid-response: only a close can tell */
+        /* Mid-response: what the application gave still goes out (it may
+         * have gathered in r->out), then only a close can tell. */
+        if (lx_req_flush(r) < 0)
+            PyErr_Clear();
+        r->failed = 1;
         return;
     }
     /* r->out holds only earlier pipelined responses (this one's head was
@@ -1047,8 +1073,14 @@ static void call_close(lx_req_t *r, PyObject *result)
     }
     if (close == NULL)
         return;
+    if (lx_req_lend(r) < 0) {
+        PyErr_Clear();
+        r->failed = 1;
+    }
     PyObject *res = PyObject_CallNoArgs(close);
     Py_DECREF(close);
+    if (r->held.linked && lx_flush_release(&r->held) != 0)
+        r->failed = 1;
     if (res == NULL)
         request_error(r);
     else
@@ -1205,6 +1237,7 @@ void lx_req_release(lx_req_t *r)
     Py_CLEAR(r->environ);
     Py_CLEAR(r->status);
     Py_CLEAR(r->headers);
+    (void)lx_flush_release(&r->held);
     if (r->out != NULL) {
         lx_buf_put(&r->srv->bufs, r->out);
         r->out = NULL;
@@ -1259,7 +1292,14 @@ int lx_request_handle(lx_req_t *r)
         request_error(r);
     } else {
         PyObject *args[2] = {r->environ, (PyObject *)r->sr};
+        /* Responses deferred for the batch keep moving meanwhile. */
+        if (lx_req_lend(r) < 0) {
+            PyErr_Clear();
+            r->failed = 1;
+        }
         PyObject *result = PyObject_Vectorcall(srv->app, args, 2, NULL);
+        if (r->held.linked && lx_flush_release(&r->held) != 0)
+            r->failed = 1;
         if (result == NULL) {
             request_error(r);
         } else {

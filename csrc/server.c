@@ -106,6 +106,8 @@ void lx_conn_close(lx_conn_t *c)
         return;
     lx_server_t *srv = conn_server(c);
     lx_timer_cancel(&c->timer);
+    if (c->worker != NULL)
+        (void)lx_flush_release(&c->worker->req.held); /* before the fd goes */
     close(c->io.fd);
     c->io.fd = -1;
     c->flags |= LX_CONN_F_CLOSED;
@@ -788,10 +790,35 @@ int lx_conn_wrote(lx_req_t *r, ssize_t n, const char *what)
     return -1;
 }
 
+int lx_req_lend(lx_req_t *r)
+{
+    if (r->out == NULL || lx_buf_avail(r->out) == 0 || r->failed)
+        return 0;
+    if (lx_flush_hold(&r->held, r->conn->io.fd, r->out) == LX_OK)
+        return 0;
+    return lx_req_flush(r);
+}
+
+int lx_req_unhold(lx_req_t *r)
+{
+    if (LX_LIKELY(!r->held.linked))
+        return 0;
+    int err = lx_flush_release(&r->held);
+    if (err == 0)
+        return 0;
+    r->failed = 1;
+    PyErr_Format(r->srv->st->ClientDisconnected,
+                 "client went away while sending the response (%s)",
+                 strerror(err));
+    return -1;
+}
+
 int lx_conn_writev_all(lx_req_t *r, struct iovec *iov, int iovcnt)
 {
     lx_conn_t *c = r->conn;
     int first = 0;
+    if (lx_req_unhold(r) < 0)
+        return -1;
     if (r->failed) {
         PyErr_SetString(r->srv->st->ClientDisconnected,
                         "the connection is closed");
@@ -859,11 +886,12 @@ Py_ssize_t lx_conn_read(lx_req_t *r, char *dst, size_t len, int wait)
         if (!wait)
             return 0;
         if (r->expect_pending && !r->head_sent) {
-            /* The client waits for this before it sends the body. */
+            /* The client waits for this before it sends the body; earlier
+             * pipelined responses deferred in r->out go before it. */
             struct iovec iov = {(void *)canned_continue,
                                 sizeof(canned_continue) - 1};
             r->expect_pending = 0;
-            if (lx_conn_writev_all(r, &iov, 1) < 0)
+            if (lx_req_flush(r) < 0 || lx_conn_writev_all(r, &iov, 1) < 0)
                 return -1;
         }
         r->expect_pending = 0;
@@ -955,6 +983,7 @@ static void worker_serve(lx_worker_t *w)
         PyErr_Clear();
     lx_conn_close(c);
 done:
+    (void)lx_flush_release(&r->held);
     if (r->out != NULL) {
         lx_buf_put(&srv->bufs, r->out);
         r->out = NULL;
