@@ -221,6 +221,22 @@ def test_expect_100_continue_sent_when_app_reads(serve):
     assert r.status == 200 and r.body == b'hello'
 
 
+def test_expect_100_continue_after_earlier_pipelined_response(serve):
+    # The first response waits to share a write with the second; the 100
+    # Continue of the second request must not overtake it.
+    srv = serve(echo_app)
+    with Conn(srv.address) as c:
+        c.send(build('POST', '/', body=b'first') +
+               build('POST', '/', [('Content-Length', '6'), ('Expect', '100-continue')]))
+        r1 = c.read_response(interim_ok=False)
+        assert r1.status == 200 and r1.body == b'first'
+        assert c.read_line() == b'HTTP/1.1 100 Continue'
+        assert c.read_line() == b''
+        c.send(b'second')
+        r2 = c.read_response(interim_ok=False)
+    assert r2.status == 200 and r2.body == b'second'
+
+
 def test_expect_100_continue_chunked(serve):
     srv = serve(echo_app)
     with Conn(srv.address) as c:
