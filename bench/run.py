@@ -2,14 +2,16 @@
 """The benchmark suite: lichen beside its peers and a C reference server.
 
     python3 bench/run.py [--only SERVER,...] [--scenarios NAME,...]
-                         [--duration SECONDS] [--list]
+                         [--duration SECONDS] [--repeat N] [--list]
 
 Each server runs as one process (gunicorn: master + 1 worker) pinned to CPU 0
 with taskset; the load tools (wrk, ab, and this script itself) run on CPU 1.
 Per server and scenario it records requests/s, p50 and p99 latency, and the
 server's CPU time per request: utime+stime of every process of the server's
 session (from /proc/PID/stat) after the measured run minus before it, divided
-by the requests completed.  It writes markdown tables and a chart of CPU per
+by the requests completed.  With --repeat N each measured run is made N
+times against the same server process and the run of median CPU per
+request is reported, with the spread of the N.  It writes markdown tables and a chart of CPU per
 request to docs/benchmarks/results.md and results.png.  See bench/README.md.
 
 Standard library only; matplotlib (for the chart) runs in bench/.venv-peers.
@@ -592,6 +594,19 @@ def idle(server, n):
     return res
 
 
+def measure_repeated(server, scn, duration, repeat):
+    """The run of median CPU per request among `repeat` runs, with the
+    CPU per request of all of them in "cpu_runs"."""
+    runs = [measure(server, scn, duration) for _ in range(repeat)]
+    if repeat == 1:
+        return runs[0]
+    ok = sorted((r for r in runs if r.get("cpu_per_req")),
+                key=lambda r: r["cpu_per_req"])
+    res = ok[(len(ok) - 1) // 2] if ok else runs[0]
+    res["cpu_runs"] = [r["cpu_per_req"] for r in ok]
+    return res
+
+
 def measure(server, scn, duration):
     sc = SCENARIOS[scn]
     sid = server.proc.pid
@@ -640,6 +655,9 @@ def table(scn, servers, results):
             "vs C ref", "failures"]
     if is_idle:
         head.insert(5, "RSS KiB/conn")
+    spread = any(r.get("cpu_runs") for r in rows.values())
+    if spread:
+        head.insert(5, "CPU min-max")
     lines = ["### %s: %s" % (scn, sc["title"]), "",
              "| " + " | ".join(head) + " |",
              "|---|" + "---:|" * (len(head) - 1)]
@@ -661,6 +679,10 @@ def table(scn, servers, results):
         if is_idle:
             v = r.get("rss_per_conn_kib")
             cells.insert(5, "%.1f" % v if v is not None else "-")
+        if spread:
+            v = r.get("cpu_runs") or []
+            cells.insert(5, "%.2f-%.2f" % (min(v) * 1e6, max(v) * 1e6)
+                         if v else "-")
         lines.append("| " + " | ".join(cells) + " |")
         if r.get("errors"):
             notes.append("%s: %s" % (name, r["errors"]))
@@ -706,6 +728,9 @@ def main():
     ap.add_argument("--duration", type=int, default=5,
                     help="seconds of each measured wrk run, after a 1 s "
                     "warm-up (default 5)")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="measure each run N times and report the median "
+                    "by CPU per request, with the spread (default 1)")
     ap.add_argument("--out", default=OUT_DIR,
                     help="directory of results.md and results.png "
                     "(default docs/benchmarks)")
@@ -733,10 +758,12 @@ def main():
     scenarios = [s for s in SCENARIOS if s in scenarios]
     if args.duration < 1:
         ap.error("--duration must be positive")
+    if args.repeat < 1:
+        ap.error("--repeat must be positive")
     runs = sum(1 for n in servers for s in scenarios
                if not (n == "c-ref" and s not in REF_SCENARIOS)
                and not (s == "workers2" and n not in TWO_WORKERS))
-    estimate = runs * (args.duration + 4) + len(servers) * 5
+    estimate = runs * (args.duration + 4) * args.repeat + len(servers) * 5
     if estimate > BUDGET:
         ap.error("that would take about %d min; the budget is %d min: lower "
                  "--duration or choose fewer servers or scenarios"
@@ -795,7 +822,8 @@ def main():
                             route_problems[name] = check_routes(server.port)
                     log("%-22s %-9s ..." % (name, scn))
                     try:
-                        res = measure(server, scn, args.duration)
+                        res = measure_repeated(server, scn, args.duration,
+                                               args.repeat)
                     except Failed as e:
                         res = {"skip": "failed: %s" % e}
                     results.setdefault(scn, {})[name] = res
@@ -816,7 +844,8 @@ def main():
                 try:
                     server.start(procs)
                     log("%-22s %-9s ..." % (name, "workers2"))
-                    res = measure(server, "workers2", args.duration)
+                    res = measure_repeated(server, "workers2",
+                                           args.duration, args.repeat)
                 except Failed as e:
                     res = {"skip": "failed: %s" % e}
                 finally:
@@ -840,6 +869,8 @@ def main():
         cmd += " --scenarios " + ",".join(scenarios)
     if args.duration != 5:
         cmd += " --duration %d" % args.duration
+    if args.repeat != 1:
+        cmd += " --repeat %d" % args.repeat
     sections = [table(s, servers, results) for s in scenarios]
     for what in NOT_YET:
         sections.append("### %s\n\nnot yet (capability missing)" % what)
@@ -871,13 +902,17 @@ def main():
         "worker, granian: its process tree; the CPU of all processes of the "
         "server is counted); the load (wrk -t1, ab, and the idle-connection "
         "client) runs on CPU %s. Measured runs last %d s after a 1 s "
-        "warm-up. **CPU us/req** = server utime+stime over the run / "
+        "warm-up%s. **CPU us/req** = server utime+stime over the run / "
         "requests completed; **vs lichen** and **vs C ref** divide it by "
         "lichen's and the C reference server's (above 1.00x = more CPU per "
         "request). **failures**: wrk connect/write/timeout errors and "
         "non-2xx responses, ab's failed requests, or idle connections not "
-        "answered. See bench/README.md." % (SERVER_CPU, LOAD_CPU,
-                                             args.duration), ""]
+        "answered. See bench/README.md." % (
+            SERVER_CPU, LOAD_CPU, args.duration,
+            "" if args.repeat == 1 else
+            "; each run was made %d times against the same server process "
+            "and the run of median CPU per request is shown, **CPU min-max** "
+            "giving the spread" % args.repeat), ""]
     if have_chart:
         header += ["![CPU us per request](results.png)", ""]
     if notes:
