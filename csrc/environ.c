@@ -85,7 +85,7 @@ static PyObject *header_key(const char *name, size_t n)
     for (i = 0; i < N_COMMON; i++) {
         const char *c = common_headers[i];
         if (common_len[i] == n && c[0] == (name[0] | 0x20) &&
-            strncasecmp(c, name, n) == 0)
+            lx_caseeq(name, c, n))
             return Py_NewRef(common_keys[i]);
     }
     return make_key(name, n);
@@ -303,9 +303,9 @@ PyObject *lx_environ_build(lx_req_t *r)
          * as X-Forwarded-For): such headers are dropped. */
         if (memchr(name, '_', nl) != NULL)
             continue;
-        if (nl == 12 && strncasecmp(name, "content-type", 12) == 0)
+        if (nl == 12 && lx_caseeq(name, "content-type", 12))
             key = Py_NewRef(st->k_CONTENT_TYPE);
-        else if (nl == 14 && strncasecmp(name, "content-length", 14) == 0)
+        else if (nl == 14 && lx_caseeq(name, "content-length", 14))
             key = Py_NewRef(st->k_CONTENT_LENGTH);
         else
             key = header_key(name, nl);

@@ -23,6 +23,21 @@
 #define LX_UNLIKELY(x) (x)
 #endif
 
+/* ASCII case-insensitive equality of n bytes of s with lower (lower-case
+ * already): the short header names of the hot path, without the locale
+ * machinery of strncasecmp. */
+static inline int lx_caseeq(const char *s, const char *lower, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        c = (unsigned char)(c + (((unsigned)(c - 'A') < 26u) << 5));
+        if (c != (unsigned char)lower[i])
+            return 0;
+    }
+    return 1;
+}
+
 /* Identity constants for I/O outcomes (compare by pointer). */
 extern const char lx_err_closed[];
 extern const char lx_err_timeout[];

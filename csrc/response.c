@@ -12,6 +12,9 @@
 
 #define MAX_HEAD (1u << 20)
 #define DEFER_MAX 65536
+/* A last block up to this size is copied behind the head, which then
+ * leaves with one send() rather than a sendmsg of two iovecs. */
+#define SMALL_BODY 2048
 
 struct StartResponseObject {
     PyObject_HEAD lx_req_t *req;
@@ -457,7 +460,7 @@ static int name_is(const char *name, Py_ssize_t n, const char *lower)
     size_t len = strlen(lower);
     if ((size_t)n != len)
         return 0;
-    return strncasecmp(name, lower, len) == 0;
+    return lx_caseeq(name, lower, len);
 }
 
 static int has_token(const char *v, Py_ssize_t n, const char *tok)
@@ -481,6 +484,13 @@ static int has_token(const char *v, Py_ssize_t n, const char *tok)
 
 /* Serialise the head into r->out. whole_len is the body's length when it
  * is known whole (a one-element list, an exhausted iterable), else -1. */
+/* Length of a header name or value for the head's size estimate (what is
+ * not a str fails the check that follows). */
+static size_t str_len(PyObject *o)
+{
+    return PyUnicode_Check(o) ? (size_t)PyUnicode_GET_LENGTH(o) : 0;
+}
+
 static int head_build(lx_req_t *r, int64_t whole_len)
 {
     lx_server_t *srv = r->srv;
@@ -499,8 +509,8 @@ static int head_build(lx_req_t *r, int64_t whole_len)
     for (i = 0; i < nh; i++) {
         PyObject *item = PySequence_Fast_GET_ITEM(headers, i);
         if (PyTuple_Check(item) && PyTuple_GET_SIZE(item) == 2)
-            need += 4 + (size_t)PyObject_Length(PyTuple_GET_ITEM(item, 0)) +
-                    (size_t)PyObject_Length(PyTuple_GET_ITEM(item, 1));
+            need += 4 + str_len(PyTuple_GET_ITEM(item, 0)) +
+                    str_len(PyTuple_GET_ITEM(item, 1));
     }
     if (srv->server_line != NULL)
         need += (size_t)PyBytes_GET_SIZE(srv->server_line);
@@ -689,6 +699,14 @@ static int write_body(lx_req_t *r, const char *data, size_t len, int last)
         /* Longer than announced: send what was announced, then close. */
         len = (size_t)((uint64_t)r->resp_length - r->resp_sent);
         r->resp_close = 1;
+    }
+    if (last && !r->resp_chunked && len > 0 && len <= SMALL_BODY &&
+        r->out != NULL && lx_buf_avail(r->out) > 0) {
+        if (out_reserve(r, len) < 0)
+            return -1;
+        out_put(r, data, len);
+        r->resp_sent += len;
+        len = 0;
     }
     char chunk_head[24];
     struct iovec iov[5];
@@ -896,11 +914,14 @@ static int send_whole_list(lx_req_t *r, PyObject *seq, int64_t total)
         r->resp_sent < (uint64_t)r->resp_length)
         r->resp_close = 1; /* shorter than announced: only a close tells */
     int rc = 0;
-    if (can_defer(r, sum - lx_buf_avail(r->out))) {
-        size_t have = lx_buf_avail(r->out);
+    size_t have = lx_buf_avail(r->out);
+    int defer = can_defer(r, sum - have);
+    if (defer || sum - have <= SMALL_BODY) {
         rc = out_reserve(r, sum - have);
         for (i = 1; rc == 0 && i < k; i++)
             out_put(r, iov[i].iov_base, iov[i].iov_len);
+        if (rc == 0 && !defer)
+            rc = lx_req_flush(r);
     } else {
         rc = lx_conn_writev_all(r, iov, k);
         if (r->out != NULL)

@@ -194,6 +194,17 @@ size_t lx_error_response(lx_server_t *srv, int status, char *buf, size_t cap,
     return n < 0 ? 0 : (size_t)n < cap ? (size_t)n : cap - 1;
 }
 
+/* A connection is registered with the loop only once something has to
+ * wait on it (io.events == 0 until then): one served in a single go, the
+ * request read right after accept and the response written at once, never
+ * costs an epoll_ctl. LX_OK, or LX_ERR (the caller closes). */
+static int conn_watch(lx_server_t *srv, lx_conn_t *c)
+{
+    if (LX_LIKELY(c->io.events != 0))
+        return LX_OK;
+    return lx_loop_add(srv->loop, &c->io, LX_EV_READ);
+}
+
 void lx_conn_reject(lx_conn_t *c, int status)
 {
     lx_server_t *srv = conn_server(c);
@@ -211,6 +222,10 @@ void lx_conn_reject(lx_conn_t *c, int status)
     c->state = LX_CS_LINGER;
     c->worker = NULL;
     c->flags &= ~LX_CONN_F_WAITING;
+    if (conn_watch(srv, c) < 0) {
+        lx_conn_close(c);
+        return;
+    }
     lx_timer_arm(&srv->t_linger, &c->timer, srv->now);
 }
 
@@ -526,7 +541,12 @@ static int head_whole(lx_conn_t *c)
     const char *p = lx_buf_head(b), *e = p + lx_buf_avail(b);
     while (e - p >= 2 && p[0] == '\r' && p[1] == '\n')
         p += 2;
-    return e - p >= 4 && memmem(p, (size_t)(e - p), "\r\n\r\n", 4) != NULL;
+    if (e - p < 4)
+        return 0;
+    /* Most often the buffer ends with the head it holds. */
+    if (memcmp(e - 4, "\r\n\r\n", 4) == 0)
+        return 1;
+    return memmem(p, (size_t)(e - p), "\r\n\r\n", 4) != NULL;
 }
 
 /* Parse the head in c->rbuf into h. Returns the head's length, 0 when
@@ -607,7 +627,7 @@ static void conn_read_head(lx_server_t *srv, lx_conn_t *c)
         if (n == LX_AGAIN) {
             if (c->rbuf != NULL && lx_buf_avail(c->rbuf) == 0)
                 conn_release_buf(srv, c);
-            return;
+            break;
         }
         if (n <= 0) {
             if (n == LX_ERR && errno == ENOBUFS) {
@@ -643,6 +663,9 @@ static void conn_read_head(lx_server_t *srv, lx_conn_t *c)
             c->flags |= LX_CONN_F_HEADTIMER;
         }
     }
+    /* More of the head has to come. */
+    if (conn_watch(srv, c) < 0)
+        lx_conn_close(c);
 }
 
 static void on_conn_event(lx_server_t *srv, lx_conn_t *c, unsigned ev)
@@ -682,7 +705,9 @@ int lx_conn_wait(lx_req_t *r, unsigned what)
         return -1;
     }
     if ((what & ~c->io.events) &&
-        lx_loop_mod(srv->loop, &c->io, c->io.events | what) < 0) {
+        (c->io.events == 0
+             ? lx_loop_add(srv->loop, &c->io, LX_EV_READ | what)
+             : lx_loop_mod(srv->loop, &c->io, c->io.events | what)) < 0) {
         r->failed = 1;
         PyErr_SetFromErrno(PyExc_OSError);
         return -1;
@@ -966,6 +991,10 @@ static void worker_serve(lx_worker_t *w)
             keep = 0;
             break;
         }
+        if (conn_watch(srv, c) < 0) {
+            keep = 0;
+            break;
+        }
         c->worker = NULL;
         c->state = LX_CS_HEAD;
         c->parsed_len = 0;
@@ -1048,15 +1077,14 @@ static void listener_accept(lx_server_t *srv, lx_listener_t *l, int idx)
         } else {
             c->peer_family = AF_UNIX;
         }
-        /* Read interest only: a socket is writable from the start, and
-         * write interest would bring an event for nothing. It is added the
-         * first time a write has to wait. */
-        if (lx_loop_add(srv->loop, &c->io, LX_EV_READ) < 0) {
-            lx_conn_close(c);
-            continue;
-        }
         c->flags |= LX_CONN_F_HEADTIMER;
         lx_timer_arm(&srv->t_header, &c->timer, srv->now);
+        /* The request usually comes right behind the connection: read it
+         * now. The connection joins the loop (read interest only: write
+         * interest would bring an event for nothing) when something has to
+         * wait: conn_watch. */
+        c->flags |= LX_CONN_F_READABLE;
+        conn_read_head(srv, c);
     }
 }
 

@@ -57,8 +57,29 @@ ssize_t lx_sock_recv(int fd, void *buf, size_t n)
     }
 }
 
+ssize_t lx_sock_send(int fd, const void *buf, size_t n)
+{
+#ifdef MSG_NOSIGNAL
+    int flags = MSG_NOSIGNAL;
+#else
+    int flags = 0;
+#endif
+    for (;;) {
+        ssize_t r = send(fd, buf, n, flags);
+        if (r >= 0)
+            return r;
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return LX_AGAIN;
+        return LX_ERR;
+    }
+}
+
 ssize_t lx_sock_writev(int fd, const struct iovec *iov, int iovcnt)
 {
+    if (iovcnt == 1) /* send() spares the kernel the msghdr and iovec */
+        return lx_sock_send(fd, iov[0].iov_base, iov[0].iov_len);
     struct msghdr msg;
     memset(&msg, 0, sizeof(msg));
     msg.msg_iov = (struct iovec *)iov;
