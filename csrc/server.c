@@ -205,6 +205,31 @@ static int conn_watch(lx_server_t *srv, lx_conn_t *c)
     return lx_loop_add(srv->loop, &c->io, LX_EV_READ);
 }
 
+static void conn_linger(lx_server_t *srv, lx_conn_t *c);
+
+/* After the last response on a connection we close: may the client still
+ * be sending? Then the close has to linger. Bytes already buffered, an
+ * edge not yet drained or a body not read say yes at no cost; when the
+ * request had a body, or the client wanted to keep the connection and we
+ * close it on our own, one non-blocking read looks. A client that asked
+ * for the close (HTTP/1.0, Connection: close) and sent no body has
+ * promised to send nothing more (RFC 9112 9.6): it is closed at once. */
+static int conn_may_send_more(lx_conn_t *c, lx_req_t *r)
+{
+    if (c->rbuf != NULL && lx_buf_avail(c->rbuf) > 0)
+        return 1;
+    if ((c->flags & LX_CONN_F_READABLE) && !(c->flags & LX_CONN_F_EOF))
+        return 1;
+    if (c->flags & LX_CONN_F_EOF)
+        return 0;
+    if (!r->body_done)
+        return 1;
+    if (r->body_mode == LX_BODY_NONE && !(r->h.flags & LX_REQ_KEEPALIVE))
+        return 0;
+    char probe[512];
+    return lx_sock_recv(c->io.fd, probe, sizeof(probe)) > 0;
+}
+
 void lx_conn_reject(lx_conn_t *c, int status)
 {
     lx_server_t *srv = conn_server(c);
@@ -214,9 +239,14 @@ void lx_conn_reject(lx_conn_t *c, int status)
     /* Small enough for any socket buffer: best effort, never blocks. */
     struct iovec iov = {buf, n};
     (void)lx_sock_writev(c->io.fd, &iov, 1);
-    /* Closing with unread input would reset the connection and could
-     * destroy the response before the client reads it: shut down our
-     * side and discard what still comes, for a while. */
+    conn_linger(srv, c);
+}
+
+/* Closing with unread input would reset the connection and could destroy
+ * the response before the client reads it (RFC 9112 9.6): shut down our
+ * side and discard what still comes, for a while. */
+static void conn_linger(lx_server_t *srv, lx_conn_t *c)
+{
     shutdown(c->io.fd, SHUT_WR);
     conn_release_buf(srv, c);
     c->state = LX_CS_LINGER;
@@ -1008,9 +1038,14 @@ static void worker_serve(lx_worker_t *w)
         goto done;
     }
     /* Closing: deferred output still goes first. */
-    if (!r->failed && lx_req_flush(r) < 0)
+    if (!r->failed && lx_req_flush(r) < 0) {
         PyErr_Clear();
-    lx_conn_close(c);
+        r->failed = 1;
+    }
+    if (!r->failed && conn_may_send_more(c, r))
+        conn_linger(srv, c);
+    else
+        lx_conn_close(c);
 done:
     (void)lx_flush_release(&r->held);
     if (r->out != NULL) {

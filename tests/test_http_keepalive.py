@@ -274,3 +274,49 @@ def test_request_split_at_every_offset(serve):
     assert not bad, bad
     assert all(e['PATH_INFO'] == '/split' and e['HTTP_X_LONG_HEADER_NAME'] == 'some value'
                for e in app.environs)
+
+
+# -- closing in stages (RFC 9112 9.6) ---------------------------------------
+# Closing a socket with unread input makes the kernel answer with a reset,
+# which can destroy the response before the client reads it. When the
+# client may still be sending, the server shuts down its side and reads on
+# for a while instead. Each case sends more bytes after the server has
+# read the request, and reads the response only after they are there.
+
+BIG = bytes(range(256)) * 1024  # 256 KiB: still in the server's send queue
+
+
+def _late_bytes_then_read(srv, first, late):
+    # A small receive window keeps most of the response queued in the
+    # server's kernel when it closes: a reset would discard it.
+    with Conn(srv.address, rcvbuf=4096) as c:
+        c.send(first)
+        time.sleep(0.1)            # the server has read the request by now
+        c.try_send(late)
+        time.sleep(0.5)            # the server answers and closes meanwhile
+        r = c.read_response()
+        c.expect_close()
+        return r
+
+
+def test_late_bytes_after_a_request_with_body_do_not_reset_the_response(serve):
+    def app(environ, start_response):
+        body = environ['wsgi.input'].read()
+        time.sleep(0.25)           # respond after the late bytes arrived
+        start_response('200 OK', [('Content-Type', 'text/plain')])
+        return [body, BIG]
+    srv = serve(app)
+    r = _late_bytes_then_read(
+        srv, b'POST / HTTP/1.0\r\nContent-Length: 3\r\n\r\na=a', b'0123456789' * 2)
+    assert r.status == 200 and r.body == b'a=a' + BIG
+
+
+def test_server_side_close_with_a_late_pipelined_request(serve):
+    def app(environ, start_response):
+        time.sleep(0.25)
+        start_response('200 OK', [('Connection', 'close')])
+        return [BIG]
+    srv = serve(app)
+    r = _late_bytes_then_read(srv, build('GET', '/a'), build('GET', '/b'))
+    assert r.status == 200 and r.body == BIG
+    assert r.header('connection') == 'close'
