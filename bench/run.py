@@ -732,8 +732,10 @@ def main():
                     help="measure each run N times and report the median "
                     "by CPU per request, with the spread (default 1)")
     ap.add_argument("--out", default=OUT_DIR,
-                    help="directory of results.md and results.png "
+                    help="directory of NAME.md and NAME.png "
                     "(default docs/benchmarks)")
+    ap.add_argument("--name", default="results",
+                    help="base name of the page and chart (default results)")
     ap.add_argument("--list", action="store_true",
                     help="list servers and scenarios, and exit")
     args = ap.parse_args()
@@ -871,6 +873,8 @@ def main():
         cmd += " --duration %d" % args.duration
     if args.repeat != 1:
         cmd += " --repeat %d" % args.repeat
+    if args.name != "results":
+        cmd += " --name " + args.name
     sections = [table(s, servers, results) for s in scenarios]
     for what in NOT_YET:
         sections.append("### %s\n\nnot yet (capability missing)" % what)
@@ -890,7 +894,7 @@ def main():
                      % (vers["meinheld"], vers["greenlet"]))
     vline = ", ".join("%s %s" % kv for kv in vers.items())
     os.makedirs(args.out, exist_ok=True)
-    png = os.path.join(args.out, "results.png")
+    png = os.path.join(args.out, args.name + ".png")
     have_chart = chart(results, servers, scenarios, png)
     header = [
         "# Benchmark results", "",
@@ -914,16 +918,16 @@ def main():
             "and the run of median CPU per request is shown, **CPU min-max** "
             "giving the spread" % args.repeat), ""]
     if have_chart:
-        header += ["![CPU us per request](results.png)", ""]
+        header += ["![CPU us per request](%s.png)" % args.name, ""]
     if notes:
         header += ["Notes:", ""] + ["- " + n for n in notes] + [""]
     text = "\n".join(header) + "\n" + "\n\n".join(sections) + "\n"
-    with open(os.path.join(args.out, "results.md"), "w") as f:
+    with open(os.path.join(args.out, args.name + ".md"), "w") as f:
         f.write(text)
     print(text)
     log("written to %s%s" % (os.path.relpath(os.path.join(args.out,
-                                                           "results.md")),
-                             " and results.png" if have_chart else ""))
+                                                           args.name + ".md")),
+                             " and %s.png" % args.name if have_chart else ""))
     return 0
 
 
