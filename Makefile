@@ -19,7 +19,7 @@ FUZZ_CFLAGS := -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined \
 C_TESTS := $(wildcard tests/c/test_*.c)
 FUZZ_TARGETS := $(wildcard fuzz/fuzz_*.c)
 C_SOURCES := $(wildcard csrc/*.c csrc/*.h)
-FORMAT_C := $(wildcard csrc/*.c csrc/*.h tests/c/*.c fuzz/*.c)
+FORMAT_C := $(wildcard csrc/*.c csrc/*.h tests/c/*.c tests/c/*.h fuzz/*.c)
 
 # Root runs apt-get itself; anyone else needs sudo.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)

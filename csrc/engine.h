@@ -274,6 +274,9 @@ int lx_req_lend(lx_req_t *r);
  * it found the connection broken (r->failed is then set). Every path that
  * writes to the connection or touches r->out calls it first. */
 int lx_req_unhold(lx_req_t *r);
+/* r->out taken back, and the connection not broken: 0, or -1 with
+ * ClientDisconnected. */
+int lx_req_writable(lx_req_t *r);
 /* Write every byte of iov, waiting as needed: 0 or -1 (exception). */
 int lx_conn_writev_all(lx_req_t *r, struct iovec *iov, int iovcnt);
 /* Read more bytes into rbuf. > 0 bytes, 0 would block (only when !wait),

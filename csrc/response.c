@@ -684,13 +684,8 @@ static size_t chunk_size_line(char *buf, size_t len)
 
 static int write_body(lx_req_t *r, const char *data, size_t len, int last)
 {
-    if (lx_req_unhold(r) < 0)
+    if (lx_req_writable(r) < 0)
         return -1;
-    if (r->failed) {
-        PyErr_SetString(r->srv->st->ClientDisconnected,
-                        "the connection is closed");
-        return -1;
-    }
     if (!r->head_sent && head_build(r, last ? (int64_t)len : -1) < 0)
         return -1;
     if (r->resp_nobody)

@@ -868,10 +868,8 @@ int lx_req_unhold(lx_req_t *r)
     return -1;
 }
 
-int lx_conn_writev_all(lx_req_t *r, struct iovec *iov, int iovcnt)
+int lx_req_writable(lx_req_t *r)
 {
-    lx_conn_t *c = r->conn;
-    int first = 0;
     if (lx_req_unhold(r) < 0)
         return -1;
     if (r->failed) {
@@ -879,6 +877,15 @@ int lx_conn_writev_all(lx_req_t *r, struct iovec *iov, int iovcnt)
                         "the connection is closed");
         return -1;
     }
+    return 0;
+}
+
+int lx_conn_writev_all(lx_req_t *r, struct iovec *iov, int iovcnt)
+{
+    lx_conn_t *c = r->conn;
+    int first = 0;
+    if (lx_req_writable(r) < 0)
+        return -1;
     while (first < iovcnt) {
         if (iov[first].iov_len == 0) {
             first++;

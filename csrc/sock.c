@@ -43,37 +43,42 @@ int lx_sock_accept(int lfd, struct sockaddr *sa, socklen_t *salen)
     return LX_ERR;
 }
 
+/* Socket calls report EINTR as RETRY (to be made again), and EAGAIN as
+ * LX_AGAIN. */
+#define RETRY (-3)
+static ssize_t outcome(ssize_t r)
+{
+    if (r >= 0)
+        return r;
+    if (errno == EINTR)
+        return RETRY;
+    if (errno == EAGAIN || errno == EWOULDBLOCK)
+        return LX_AGAIN;
+    return LX_ERR;
+}
+
+#ifdef MSG_NOSIGNAL
+#define SEND_FLAGS MSG_NOSIGNAL
+#else
+#define SEND_FLAGS 0 /* SO_NOSIGPIPE, set at accept */
+#endif
+
 ssize_t lx_sock_recv(int fd, void *buf, size_t n)
 {
-    for (;;) {
-        ssize_t r = recv(fd, buf, n, 0);
-        if (r >= 0)
-            return r;
-        if (errno == EINTR)
-            continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK)
-            return LX_AGAIN;
-        return LX_ERR;
-    }
+    ssize_t r;
+    do
+        r = outcome(recv(fd, buf, n, 0));
+    while (r == RETRY);
+    return r;
 }
 
 ssize_t lx_sock_send(int fd, const void *buf, size_t n)
 {
-#ifdef MSG_NOSIGNAL
-    int flags = MSG_NOSIGNAL;
-#else
-    int flags = 0;
-#endif
-    for (;;) {
-        ssize_t r = send(fd, buf, n, flags);
-        if (r >= 0)
-            return r;
-        if (errno == EINTR)
-            continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK)
-            return LX_AGAIN;
-        return LX_ERR;
-    }
+    ssize_t r;
+    do
+        r = outcome(send(fd, buf, n, SEND_FLAGS));
+    while (r == RETRY);
+    return r;
 }
 
 ssize_t lx_sock_writev(int fd, const struct iovec *iov, int iovcnt)
@@ -84,45 +89,31 @@ ssize_t lx_sock_writev(int fd, const struct iovec *iov, int iovcnt)
     memset(&msg, 0, sizeof(msg));
     msg.msg_iov = (struct iovec *)iov;
     msg.msg_iovlen = iovcnt;
-#ifdef MSG_NOSIGNAL
-    int flags = MSG_NOSIGNAL;
-#else
-    int flags = 0;
-#endif
-    for (;;) {
-        ssize_t r = sendmsg(fd, &msg, flags);
-        if (r >= 0)
-            return r;
-        if (errno == EINTR)
-            continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK)
-            return LX_AGAIN;
-        return LX_ERR;
-    }
+    ssize_t r;
+    do
+        r = outcome(sendmsg(fd, &msg, SEND_FLAGS));
+    while (r == RETRY);
+    return r;
 }
 
 ssize_t lx_sock_sendfile(int out_fd, int in_fd, off_t *off, size_t n)
 {
-    for (;;) {
+    ssize_t r;
+    do {
 #if defined(__linux__)
-        ssize_t r = sendfile(out_fd, in_fd, off, n);
+        r = sendfile(out_fd, in_fd, off, n);
 #else
         off_t len = (off_t)n;
-        ssize_t r = -1;
+        r = -1;
         if (sendfile(in_fd, out_fd, *off, &len, NULL, 0) == 0 ||
             ((errno == EAGAIN || errno == EINTR) && len > 0)) {
             *off += len;
             r = (ssize_t)len;
         }
 #endif
-        if (r >= 0)
-            return r;
-        if (errno == EINTR)
-            continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK)
-            return LX_AGAIN;
-        return LX_ERR;
-    }
+        r = outcome(r);
+    } while (r == RETRY);
+    return r;
 }
 
 void lx_sock_ignore_sigpipe(void)

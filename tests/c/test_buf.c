@@ -20,18 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int n_pass, n_fail;
-
-#define CHECK(cond, ...)                                       \
-    do {                                                       \
-        if (cond) {                                            \
-            n_pass++;                                          \
-        } else if (++n_fail <= 300) {                          \
-            printf("FAIL %s (line %d): ", __func__, __LINE__); \
-            printf(__VA_ARGS__);                               \
-            printf("\n");                                      \
-        }                                                      \
-    } while (0)
+#include "check.h"
 
 /* xorshift64*: seeded, reproducible. */
 static uint64_t rng_state = 0x9e3779b97f4a7c15ULL;
@@ -411,6 +400,5 @@ int main(void)
     CHECK(lx_buf_live() == 0 && lx_buf_pooled() == 0,
           "nothing left at exit: live %ld pooled %ld", lx_buf_live(),
           lx_buf_pooled());
-    printf("%d passed, %d failed\n", n_pass, n_fail);
-    return n_fail ? 1 : 0;
+    return check_done();
 }

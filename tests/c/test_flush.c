@@ -26,18 +26,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static int n_pass, n_fail;
-
-#define CHECK(cond, ...)                                       \
-    do {                                                       \
-        if (cond) {                                            \
-            n_pass++;                                          \
-        } else if (++n_fail <= 300) {                          \
-            printf("FAIL %s (line %d): ", __func__, __LINE__); \
-            printf(__VA_ARGS__);                               \
-            printf("\n");                                      \
-        }                                                      \
-    } while (0)
+#include "check.h"
 
 static lx_bufpool_t pool;
 
@@ -286,6 +275,5 @@ int main(void)
     test_sleeps_and_wakes();
     lx_bufpool_clear(&pool);
     CHECK(lx_buf_live() == 0, "buffers left: %ld", lx_buf_live());
-    printf("%d passed, %d failed\n", n_pass, n_fail);
-    return n_fail ? 1 : 0;
+    return check_done();
 }

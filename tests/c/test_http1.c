@@ -22,20 +22,12 @@
 #include <time.h>
 #include <unistd.h>
 
-static int n_pass, n_fail, n_cases;
+static int n_cases;
 static int cur_line;
 
-#define CHECK(cond, ...)                                               \
-    do {                                                               \
-        if (cond) {                                                    \
-            n_pass++;                                                  \
-        } else if (++n_fail <= 300) {                                  \
-            printf("FAIL case at line %d (check line %d): ", cur_line, \
-                   __LINE__);                                          \
-            printf(__VA_ARGS__);                                       \
-            printf("\n");                                              \
-        }                                                              \
-    } while (0)
+#define CHECK_CONTEXT() \
+    printf("FAIL case at line %d (check line %d): ", cur_line, __LINE__)
+#include "check.h"
 
 /* ---- guard page ---- */
 
@@ -1068,6 +1060,5 @@ int main(void)
     test_chunked();
     bench();
     printf("%d cases\n", n_cases);
-    printf("%d passed, %d failed\n", n_pass, n_fail);
-    return n_fail ? 1 : 0;
+    return check_done();
 }

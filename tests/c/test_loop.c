@@ -26,19 +26,11 @@
 #include <stdlib.h>
 #include <sys/wait.h>
 
-static int n_pass, n_fail;
 static const char *cur_kind = "";
 
-#define CHECK(cond, ...)                                                   \
-    do {                                                                   \
-        if (cond) {                                                        \
-            n_pass++;                                                      \
-        } else if (++n_fail <= 300) {                                      \
-            printf("FAIL %s%s (line %d): ", __func__, cur_kind, __LINE__); \
-            printf(__VA_ARGS__);                                           \
-            printf("\n");                                                  \
-        }                                                                  \
-    } while (0)
+#define CHECK_CONTEXT() \
+    printf("FAIL %s%s (line %d): ", __func__, cur_kind, __LINE__)
+#include "check.h"
 
 static void die(const char *what)
 {
@@ -795,6 +787,5 @@ int main(void)
     test_sendfile(tcp_pair, " [tcp]");
     test_iov_advance();
     test_no_sigpipe();
-    printf("%d passed, %d failed\n", n_pass, n_fail);
-    return n_fail ? 1 : 0;
+    return check_done();
 }

@@ -19,18 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int n_pass, n_fail;
-
-#define CHECK(cond, ...)                                       \
-    do {                                                       \
-        if (cond) {                                            \
-            n_pass++;                                          \
-        } else if (++n_fail <= 300) {                          \
-            printf("FAIL %s (line %d): ", __func__, __LINE__); \
-            printf(__VA_ARGS__);                               \
-            printf("\n");                                      \
-        }                                                      \
-    } while (0)
+#include "check.h"
 
 /* A timer that records its firing order. */
 typedef struct {
@@ -392,6 +381,5 @@ int main(void)
     test_callbacks();
     test_random();
     test_now();
-    printf("%d passed, %d failed\n", n_pass, n_fail);
-    return n_fail ? 1 : 0;
+    return check_done();
 }
