@@ -130,6 +130,8 @@ typedef struct {
     int paused;
     int nodelay_inherited; /* accepted sockets get TCP_NODELAY from it */
     PyObject *base_environ;
+    PyObject *script_name; /* base_environ's SCRIPT_NAME if a non-empty
+                              latin-1 str, else NULL */
 } lx_listener_t;
 
 enum { LX_BODY_NONE = 0, LX_BODY_LENGTH, LX_BODY_CHUNKED };
@@ -296,8 +298,9 @@ const char *lx_server_date(lx_server_t *srv, size_t *len);
 
 /* environ.c */
 PyObject *lx_environ_build(lx_req_t *r);
-/* Prepare a listener's base environ (a copy the server owns). */
-int lx_environ_base(lx_state_t *st, PyObject *base);
+/* Prepare a listener's base environ (a copy the server owns); its
+ * SCRIPT_NAME, when set, for PATH_INFO (a new reference or NULL). */
+int lx_environ_base(lx_state_t *st, PyObject *base, PyObject **script_name);
 int lx_environ_init_state(lx_state_t *st);
 
 /* response.c */

@@ -191,9 +191,8 @@ static int set_path(lx_req_t *r, PyObject *env)
     size_t n = unquote(path.base, path.len, buf);
     const char *p = buf;
     /* A root path (SCRIPT_NAME) in front of the path is not PATH_INFO. */
-    PyObject *script = PyDict_GetItemWithError(env, st->k_SCRIPT_NAME);
-    if (script != NULL && PyUnicode_Check(script) &&
-        PyUnicode_KIND(script) == PyUnicode_1BYTE_KIND) {
+    PyObject *script = r->srv->listeners[r->conn->listener].script_name;
+    if (script != NULL) {
         size_t sl = (size_t)PyUnicode_GET_LENGTH(script);
         const char *s = (const char *)PyUnicode_1BYTE_DATA(script);
         if (sl > 0 && n >= sl && memcmp(p, s, sl) == 0 &&
@@ -254,8 +253,16 @@ static PyObject *remote_port(lx_server_t *srv, lx_conn_t *c)
     return str;
 }
 
-int lx_environ_base(lx_state_t *st, PyObject *base)
+int lx_environ_base(lx_state_t *st, PyObject *base, PyObject **script_name)
 {
+    PyObject *script = PyDict_GetItemWithError(base, st->k_SCRIPT_NAME);
+    if (script == NULL && PyErr_Occurred())
+        return -1;
+    *script_name = script != NULL && PyUnicode_Check(script) &&
+                           PyUnicode_KIND(script) == PyUnicode_1BYTE_KIND &&
+                           PyUnicode_GET_LENGTH(script) > 0
+                       ? Py_NewRef(script)
+                       : NULL;
     /* The keys every request sets, present from the start: the per-request
      * copy then only replaces values and never has to grow. */
     PyObject *keys[] = {st->k_REQUEST_METHOD,       st->k_PATH_INFO,
@@ -316,22 +323,24 @@ PyObject *lx_environ_build(lx_req_t *r)
             Py_DECREF(key);
             goto error;
         }
-        PyObject *prev = PyDict_GetItemWithError(env, key);
-        if (prev != NULL) {
-            /* RFC 9110 5.3 joins repeated fields with ","; cookies are
+        /* One lookup when the field is new (the common case). The size
+         * tells whether it was: a repeated one-character value can be the
+         * very object already there. */
+        Py_ssize_t size = PyDict_GET_SIZE(env);
+        PyObject *prev = PyDict_SetDefault(env, key, value);
+        int rc = prev == NULL ? -1 : 0;
+        if (prev != NULL && PyDict_GET_SIZE(env) == size) {
+            /* Repeated, or a base key (HTTP_* given by the server):
+             * RFC 9110 5.3 joins repeated fields with ","; cookies are
              * joined with "; " (RFC 9113 8.2.3), as cookie parsers expect. */
             PyObject *joined = PyUnicode_FromFormat(
                 key == common_keys[COOKIE_INDEX] ? "%U; %U" : "%U,%U", prev,
                 value);
-            Py_DECREF(value);
-            value = joined;
-        } else if (PyErr_Occurred()) {
-            Py_DECREF(value);
-            value = NULL;
+            rc = joined ? PyDict_SetItem(env, key, joined) : -1;
+            Py_XDECREF(joined);
         }
-        int rc = value ? PyDict_SetItem(env, key, value) : -1;
         Py_DECREF(key);
-        Py_XDECREF(value);
+        Py_DECREF(value);
         if (rc < 0)
             goto error;
     }

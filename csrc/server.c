@@ -1657,7 +1657,7 @@ static int server_init(PyObject *self, PyObject *args, PyObject *kwds)
         l->nodelay_inherited = lx_sock_listener_nodelay(fd);
         l->base_environ = PyDict_Copy(env);
         if (l->base_environ == NULL ||
-            lx_environ_base(srv->st, l->base_environ) < 0)
+            lx_environ_base(srv->st, l->base_environ, &l->script_name) < 0)
             return -1;
         srv->nlisteners = (int)i + 1;
         if (lx_loop_add(srv->loop, &l->io, LX_EV_READ) < 0) {
@@ -1702,8 +1702,10 @@ static void server_dealloc(PyObject *self)
         }
     }
     int i;
-    for (i = 0; i < srv->nlisteners; i++)
+    for (i = 0; i < srv->nlisteners; i++) {
         Py_CLEAR(srv->listeners[i].base_environ);
+        Py_CLEAR(srv->listeners[i].script_name);
+    }
     PyMem_Free(srv->listeners);
     PyMem_Free(srv->idle);
     PyMem_Free(srv->pending);

@@ -177,6 +177,16 @@ def test_duplicate_headers_joined_with_comma(serve):
     assert env['HTTP_X_B'] == 'z'
 
 
+def test_duplicate_one_character_and_empty_values_joined(serve):
+    # Python shares one object for each one-character and for the empty
+    # string: a repeated field with such a value must still be joined.
+    env = environ_for(serve, build('GET', '/', [('X-A', '1'), ('X-A', '1'), ('X-B', ''), ('X-B', ''),
+                                                ('Cookie', 'a'), ('Cookie', 'a')]))
+    assert env['HTTP_X_A'] == '1,1'
+    assert env['HTTP_X_B'] == ','
+    assert env['HTTP_COOKIE'] == 'a; a'
+
+
 def test_headers_with_underscore_dropped(serve):
     env = environ_for(serve, build('GET', '/', [('X_Evil', 'bad'), ('X-Good', 'good'), ('X-Evil', 'real'),
                                                 ('Content_Length', '99'), ('Content_Type', 'evil')]))
