@@ -84,7 +84,7 @@ typedef struct {
     PyObject *v_http10, *v_http11, *v_GET, *v_POST, *v_HEAD, *v_PUT, *v_DELETE,
         *v_OPTIONS, *v_PATCH;
     /* method names */
-    PyObject *s_close, *s_fileno, *s_tell;
+    PyObject *s_close, *s_fileno, *s_tell, *s_seek;
 } lx_state_t;
 
 /* Connection states. */
@@ -276,6 +276,9 @@ int lx_req_lend(lx_req_t *r);
  * it found the connection broken (r->failed is then set). Every path that
  * writes to the connection or touches r->out calls it first. */
 int lx_req_unhold(lx_req_t *r);
+/* The same without an exception: a broken connection only sets r->failed,
+ * for the next write to report. */
+void lx_req_take_back(lx_req_t *r);
 /* r->out taken back, and the connection not broken: 0, or -1 with
  * ClientDisconnected. */
 int lx_req_writable(lx_req_t *r);

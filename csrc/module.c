@@ -127,6 +127,7 @@ static int module_exec(PyObject *m)
     INTERN(s_close, "close");
     INTERN(s_fileno, "fileno");
     INTERN(s_tell, "tell");
+    INTERN(s_seek, "seek");
     if (lx_environ_init_state(st) < 0)
         return -1;
     return 0;

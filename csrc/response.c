@@ -829,8 +829,10 @@ static int send_file(lx_req_t *r, FileWrapperObject *fw)
             return -1;
     }
     /* Keep Python's view of the position in step with what was sent. */
+    PyObject *at = PyLong_FromLongLong((long long)pos);
     PyObject *res =
-        PyObject_CallMethod(fw->filelike, "seek", "L", (long long)pos);
+        at ? PyObject_CallMethodOneArg(fw->filelike, ms->s_seek, at) : NULL;
+    Py_XDECREF(at);
     if (res == NULL)
         PyErr_Clear();
     else
@@ -982,8 +984,7 @@ static int send_iterable(lx_req_t *r, PyObject *result)
         if (lx_req_lend(r) < 0)
             break;
         PyObject *item = PyIter_Next(it);
-        if (r->held.linked && lx_flush_release(&r->held) != 0)
-            r->failed = 1; /* the next write says so */
+        lx_req_take_back(r);
         if (item == NULL)
             break;
         r->coalesce = 1;
@@ -1077,6 +1078,16 @@ static void request_error(lx_req_t *r)
     }
 }
 
+/* Lend r->out while the application runs; a connection that breaks on
+ * the way only marks the request failed. */
+static void lend_quietly(lx_req_t *r)
+{
+    if (lx_req_lend(r) < 0) {
+        PyErr_Clear();
+        r->failed = 1;
+    }
+}
+
 static void call_close(lx_req_t *r, PyObject *result)
 {
     PyObject *close;
@@ -1089,14 +1100,10 @@ static void call_close(lx_req_t *r, PyObject *result)
     }
     if (close == NULL)
         return;
-    if (lx_req_lend(r) < 0) {
-        PyErr_Clear();
-        r->failed = 1;
-    }
+    lend_quietly(r);
     PyObject *res = PyObject_CallNoArgs(close);
     Py_DECREF(close);
-    if (r->held.linked && lx_flush_release(&r->held) != 0)
-        r->failed = 1;
+    lx_req_take_back(r);
     if (res == NULL)
         request_error(r);
     else
@@ -1309,13 +1316,9 @@ int lx_request_handle(lx_req_t *r)
     } else {
         PyObject *args[2] = {r->environ, (PyObject *)r->sr};
         /* Responses deferred for the batch keep moving meanwhile. */
-        if (lx_req_lend(r) < 0) {
-            PyErr_Clear();
-            r->failed = 1;
-        }
+        lend_quietly(r);
         PyObject *result = PyObject_Vectorcall(srv->app, args, 2, NULL);
-        if (r->held.linked && lx_flush_release(&r->held) != 0)
-            r->failed = 1;
+        lx_req_take_back(r);
         if (result == NULL) {
             request_error(r);
         } else {

@@ -854,14 +854,28 @@ int lx_req_lend(lx_req_t *r)
     return lx_req_flush(r);
 }
 
-int lx_req_unhold(lx_req_t *r)
+/* 0, or the errno of a send the flusher found failing (r->failed is then
+ * set). */
+static int take_back(lx_req_t *r)
 {
     if (LX_LIKELY(!r->held.linked))
         return 0;
     int err = lx_flush_release(&r->held);
+    if (err != 0)
+        r->failed = 1;
+    return err;
+}
+
+void lx_req_take_back(lx_req_t *r)
+{
+    (void)take_back(r);
+}
+
+int lx_req_unhold(lx_req_t *r)
+{
+    int err = take_back(r);
     if (err == 0)
         return 0;
-    r->failed = 1;
     PyErr_Format(r->srv->st->ClientDisconnected,
                  "client went away while sending the response (%s)",
                  strerror(err));

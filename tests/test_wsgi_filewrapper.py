@@ -225,3 +225,28 @@ def test_large_file_to_slow_reader(serve, datafile):
     assert n == len(data)
     assert h.hexdigest() == hashlib.sha256(data).hexdigest()
     assert wait_for(lambda: all(f.closed for f in app.opened), 2)
+
+
+def test_file_position_follows_what_sendfile_sent(serve, datafile):
+    # sendfile does not move the file's offset as Python sees it: the
+    # server seeks the file object to the end of what it sent.
+    path, data = datafile(100000)
+    positions = []
+
+    class Tracked(io.FileIO):
+        def close(self):
+            if not self.closed:
+                positions.append(self.tell())
+            super().close()
+
+    def app(environ, start_response):
+        f = Tracked(path, 'rb')
+        f.seek(1000)
+        start_response('200 OK', [])
+        return environ['wsgi.file_wrapper'](f)
+
+    srv = serve(app)
+    r = request(srv.address)
+    assert r.body == data[1000:]
+    assert wait_for(lambda: positions, 2)
+    assert positions == [len(data)]
