@@ -129,7 +129,11 @@ typedef struct {
     lx_io_t io;
     int paused;
     int nodelay_inherited; /* accepted sockets get TCP_NODELAY from it */
-    PyObject *base_environ;
+    /* What every request's environ is copied from: base_environ for a
+     * request of up to base_room header fields, which the copy holds
+     * without growing; base_roomy, with room for more, for the others. */
+    PyObject *base_environ, *base_roomy;
+    size_t base_room;
     PyObject *script_name; /* base_environ's SCRIPT_NAME if a non-empty
                               latin-1 str, else NULL */
 } lx_listener_t;
@@ -191,6 +195,8 @@ struct lx_worker {
     lx_req_t req;
 };
 
+#define LX_OK_BITS 5
+
 struct lx_server {
     PyObject_HEAD lx_state_t *st;
     PyObject *module;
@@ -242,6 +248,10 @@ struct lx_server {
     PyObject *addr_str;
     uint16_t port_key[256];
     PyObject *port_str[256];
+    /* Response header names and values found valid, by address: an
+     * application sends the same few objects again and again. Held, so
+     * that an address cannot come back as another string. */
+    PyObject *names_ok[1 << LX_OK_BITS], *values_ok[1 << LX_OK_BITS];
     uint64_t now; /* ms, cached per turn */
     uint64_t emfile_logged;
     time_t date_sec;
@@ -301,9 +311,9 @@ const char *lx_server_date(lx_server_t *srv, size_t *len);
 
 /* environ.c */
 PyObject *lx_environ_build(lx_req_t *r);
-/* Prepare a listener's base environ (a copy the server owns); its
- * SCRIPT_NAME, when set, for PATH_INFO (a new reference or NULL). */
-int lx_environ_base(lx_state_t *st, PyObject *base, PyObject **script_name);
+/* Set up a listener's base environs from the given dict, and its
+ * SCRIPT_NAME for PATH_INFO. */
+int lx_environ_base(lx_state_t *st, lx_listener_t *l, PyObject *given);
 int lx_environ_init_state(lx_state_t *st);
 
 /* response.c */

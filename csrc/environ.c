@@ -253,27 +253,111 @@ static PyObject *remote_port(lx_server_t *srv, lx_conn_t *c)
     return str;
 }
 
-int lx_environ_base(lx_state_t *st, PyObject *base, PyObject **script_name)
+/* Header fields the roomy base takes before a copy has to grow (a dict
+ * that grows rehashes every key). Browsers send 10 to 20 fields. */
+#define HEADER_ROOM 24
+
+#if PY_VERSION_HEX < 0x030F0000
+#define dict_presized(n) _PyDict_NewPresized(n)
+#else
+#define dict_presized(n) ((void)(n), PyDict_New())
+#endif
+
+/* A dict of the given items and the keys every request sets, key by key
+ * into a table presized for `more` keys besides (PyDict_Update could clone
+ * the given dict's table instead). */
+static PyObject *base_dict(PyObject *given, PyObject *const *keys,
+                           PyObject *const *values, size_t nkeys,
+                           Py_ssize_t more)
 {
-    PyObject *script = PyDict_GetItemWithError(base, st->k_SCRIPT_NAME);
+    PyObject *d =
+        dict_presized(PyDict_GET_SIZE(given) + (Py_ssize_t)nkeys + more);
+    if (d == NULL)
+        return NULL;
+    Py_ssize_t pos = 0;
+    PyObject *k, *v;
+    size_t i;
+    while (PyDict_Next(given, &pos, &k, &v))
+        if (PyDict_SetItem(d, k, v) < 0)
+            goto error;
+    for (i = 0; i < nkeys; i++)
+        if (PyDict_SetItem(d, keys[i], values[i]) < 0)
+            goto error;
+    return d;
+error:
+    Py_DECREF(d);
+    return NULL;
+}
+
+/* How many new keys a copy of d takes before its table grows: tried on a
+ * copy, watching its size. */
+static int dict_room(PyObject *d, size_t *room)
+{
+    PyObject *c = PyDict_Copy(d), *size0 = NULL;
+    int rc = -1;
+    size_t n;
+    *room = 0;
+    if (c == NULL ||
+        (size0 = PyObject_CallMethod(c, "__sizeof__", NULL)) == NULL)
+        goto done;
+    for (n = 0; n < HEADER_ROOM; n++) {
+        PyObject *k = PyUnicode_FromFormat("lichen.room.%zu", n), *size;
+        if (k == NULL || PyDict_SetItem(c, k, Py_None) < 0) {
+            Py_XDECREF(k);
+            goto done;
+        }
+        Py_DECREF(k);
+        if ((size = PyObject_CallMethod(c, "__sizeof__", NULL)) == NULL)
+            goto done;
+        int same = PyObject_RichCompareBool(size, size0, Py_EQ);
+        Py_DECREF(size);
+        if (same < 0)
+            goto done;
+        if (!same)
+            break;
+        *room = n + 1;
+    }
+    rc = 0;
+done:
+    Py_XDECREF(size0);
+    Py_XDECREF(c);
+    return rc;
+}
+
+int lx_environ_base(lx_state_t *st, lx_listener_t *l, PyObject *given)
+{
+    PyObject *script = PyDict_GetItemWithError(given, st->k_SCRIPT_NAME);
     if (script == NULL && PyErr_Occurred())
         return -1;
-    *script_name = script != NULL && PyUnicode_Check(script) &&
-                           PyUnicode_KIND(script) == PyUnicode_1BYTE_KIND &&
-                           PyUnicode_GET_LENGTH(script) > 0
-                       ? Py_NewRef(script)
-                       : NULL;
-    /* The keys every request sets, present from the start: the per-request
-     * copy then only replaces values and never has to grow. */
-    PyObject *keys[] = {st->k_REQUEST_METHOD,       st->k_PATH_INFO,
-                        st->k_QUERY_STRING,         st->k_RAW_URI,
-                        st->k_SERVER_PROTOCOL,      st->k_REMOTE_ADDR,
-                        st->k_REMOTE_PORT,          st->k_wsgi_input,
-                        st->k_wsgi_input_terminated};
-    size_t i;
-    for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
-        if (PyDict_SetItem(base, keys[i], st->empty_str) < 0)
-            return -1;
+    /* The keys every request sets, present from the start (the copy then
+     * replaces values), and those whose usual value it can leave. */
+    PyObject *const keys[] = {st->k_REQUEST_METHOD,
+                              st->k_PATH_INFO,
+                              st->k_RAW_URI,
+                              st->k_REMOTE_ADDR,
+                              st->k_REMOTE_PORT,
+                              st->k_wsgi_input,
+                              st->k_QUERY_STRING,
+                              st->k_SERVER_PROTOCOL,
+                              st->k_wsgi_input_terminated};
+    PyObject *const values[] = {st->empty_str, st->empty_str, st->empty_str,
+                                st->empty_str, st->empty_str, st->empty_str,
+                                st->empty_str, st->v_http11,  Py_True};
+    size_t nkeys = sizeof(keys) / sizeof(keys[0]);
+    /* Two bases: a copy of a larger table costs more, and a request with
+     * one or two fields (a load balancer's health check, a benchmark)
+     * fits the smaller. */
+    l->base_environ = base_dict(given, keys, values, nkeys, 0);
+    if (l->base_environ == NULL)
+        return -1;
+    l->base_roomy = base_dict(given, keys, values, nkeys, HEADER_ROOM);
+    if (l->base_roomy == NULL || dict_room(l->base_environ, &l->base_room) < 0)
+        return -1;
+    l->script_name = script != NULL && PyUnicode_Check(script) &&
+                             PyUnicode_KIND(script) == PyUnicode_1BYTE_KIND &&
+                             PyUnicode_GET_LENGTH(script) > 0
+                         ? Py_NewRef(script)
+                         : NULL;
     return 0;
 }
 
@@ -282,23 +366,26 @@ PyObject *lx_environ_build(lx_req_t *r)
     lx_server_t *srv = r->srv;
     lx_state_t *st = srv->st;
     lx_conn_t *c = r->conn;
-    PyObject *env = PyDict_Copy(srv->listeners[c->listener].base_environ);
+    lx_listener_t *l = &srv->listeners[c->listener];
+    PyObject *env = PyDict_Copy(
+        r->h.num_headers <= l->base_room ? l->base_environ : l->base_roomy);
     if (env == NULL)
         return NULL;
+    /* QUERY_STRING, SERVER_PROTOCOL and wsgi.input_terminated come with
+     * the base's usual values. */
     if (set_steal(env, st->k_REQUEST_METHOD, method_str(st, r->h.method)) <
             0 ||
         set_path(r, env) < 0 ||
-        set_steal(env, st->k_QUERY_STRING,
-                  r->h.query.len ? latin1_str(r->h.query.base, r->h.query.len)
-                                 : Py_NewRef(st->empty_str)) < 0 ||
+        (r->h.query.len > 0 &&
+         set_steal(env, st->k_QUERY_STRING,
+                   latin1_str(r->h.query.base, r->h.query.len)) < 0) ||
         set_steal(env, st->k_RAW_URI,
                   latin1_str(r->h.target.base, r->h.target.len)) < 0 ||
-        PyDict_SetItem(env, st->k_SERVER_PROTOCOL,
-                       r->h.minor_version ? st->v_http11 : st->v_http10) < 0 ||
+        (r->h.minor_version == 0 &&
+         PyDict_SetItem(env, st->k_SERVER_PROTOCOL, st->v_http10) < 0) ||
         set_steal(env, st->k_REMOTE_ADDR, remote_addr(srv, c)) < 0 ||
         set_steal(env, st->k_REMOTE_PORT, remote_port(srv, c)) < 0 ||
-        PyDict_SetItem(env, st->k_wsgi_input, (PyObject *)r->input) < 0 ||
-        PyDict_SetItem(env, st->k_wsgi_input_terminated, Py_True) < 0)
+        PyDict_SetItem(env, st->k_wsgi_input, (PyObject *)r->input) < 0)
         goto error;
     size_t i;
     for (i = 0; i < r->h.num_headers; i++) {

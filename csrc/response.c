@@ -68,21 +68,37 @@ static const char *latin1(PyObject *s, Py_ssize_t *len, const char *what)
     return (const char *)PyUnicode_1BYTE_DATA(s);
 }
 
+/* Whether a byte of x is below n (n <= 128): exact as a yes or no. */
+#define BYTES(b) (0x0101010101010101ULL * (uint64_t)(b))
+#define HAS_LESS(x, n) (((x)-BYTES(n)) & ~(x)&BYTES(0x80))
+
 /* Field values and status reasons: no CR, LF, NUL or other controls
- * (HTAB allowed): they would split the response. */
+ * (HTAB allowed): they would split the response. Eight bytes at a time;
+ * a word with a control character (a HTAB, most likely) is looked at byte
+ * by byte. */
+static int text_ok(const unsigned char *u, size_t n)
+{
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t x;
+        memcpy(&x, u + i, 8);
+        if (LX_UNLIKELY(HAS_LESS(x, 0x20) | HAS_LESS(x ^ BYTES(0x7f), 1)))
+            break;
+    }
+    for (; i < n; i++)
+        if ((u[i] < 0x20 && u[i] != '\t') || u[i] == 0x7f)
+            return 0;
+    return 1;
+}
+
 static int check_text(const char *p, Py_ssize_t n, const char *what,
                       PyObject *obj)
 {
-    Py_ssize_t i;
-    for (i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)p[i];
-        if ((ch < 0x20 && ch != '\t') || ch == 0x7f) {
-            PyErr_Format(PyExc_ValueError,
-                         "%s contains a control character: %R", what, obj);
-            return -1;
-        }
-    }
-    return 0;
+    if (LX_LIKELY(text_ok((const unsigned char *)p, (size_t)n)))
+        return 0;
+    PyErr_Format(PyExc_ValueError, "%s contains a control character: %R", what,
+                 obj);
+    return -1;
 }
 
 static int check_status(PyObject *status, int *code)
@@ -104,9 +120,28 @@ static int check_status(PyObject *status, int *code)
     return 0;
 }
 
+/* A string's slot in a cache of strings found valid (by address). */
+static PyObject **ok_slot(PyObject **cache, PyObject *s)
+{
+    uint32_t h = (uint32_t)((uintptr_t)s >> 4) * 2654435761u;
+    return &cache[h >> (32 - LX_OK_BITS)];
+}
+
+/* Whether a header name is a token (RFC 9110 5.1). */
+static int token_ok(const unsigned char *u, Py_ssize_t n)
+{
+    Py_ssize_t i;
+    if (n == 0)
+        return 0;
+    for (i = 0; i < n; i++)
+        if (!tchar[u[i]])
+            return 0;
+    return 1;
+}
+
 /* Checks one (name, value) item; sets name and value to latin-1 bytes. */
-static int check_header(PyObject *item, const char **name, Py_ssize_t *nlen,
-                        const char **value, Py_ssize_t *vlen)
+static int check_header(lx_server_t *srv, PyObject *item, const char **name,
+                        Py_ssize_t *nlen, const char **value, Py_ssize_t *vlen)
 {
     if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2) {
         PyErr_Format(PyExc_TypeError,
@@ -121,21 +156,27 @@ static int check_header(PyObject *item, const char **name, Py_ssize_t *nlen,
     *value = latin1(v, vlen, "header value");
     if (*value == NULL)
         return -1;
-    Py_ssize_t i;
-    if (*nlen == 0) {
-        PyErr_SetString(PyExc_ValueError, "empty header name");
-        return -1;
-    }
-    for (i = 0; i < *nlen; i++) {
-        if (!tchar[(unsigned char)(*name)[i]]) {
-            PyErr_Format(PyExc_ValueError, "invalid header name %R", k);
+    PyObject **ks = ok_slot(srv->names_ok, k);
+    if (*ks != k) {
+        if (!token_ok((const unsigned char *)*name, *nlen)) {
+            if (*nlen == 0)
+                PyErr_SetString(PyExc_ValueError, "empty header name");
+            else
+                PyErr_Format(PyExc_ValueError, "invalid header name %R", k);
             return -1;
         }
+        Py_XSETREF(*ks, Py_NewRef(k));
     }
-    return check_text(*value, *vlen, "header value", v);
+    PyObject **vs = ok_slot(srv->values_ok, v);
+    if (*vs != v) {
+        if (check_text(*value, *vlen, "header value", v) < 0)
+            return -1;
+        Py_XSETREF(*vs, Py_NewRef(v));
+    }
+    return 0;
 }
 
-static int check_headers(PyObject *headers)
+static int check_headers(lx_server_t *srv, PyObject *headers)
 {
     if (!PyList_Check(headers) && !PyTuple_Check(headers)) {
         PyErr_Format(PyExc_TypeError,
@@ -147,7 +188,7 @@ static int check_headers(PyObject *headers)
     for (i = 0; i < n; i++) {
         const char *name, *value;
         Py_ssize_t nl, vl;
-        if (check_header(PySequence_Fast_GET_ITEM(headers, i), &name, &nl,
+        if (check_header(srv, PySequence_Fast_GET_ITEM(headers, i), &name, &nl,
                          &value, &vl) < 0)
             return -1;
     }
@@ -227,7 +268,7 @@ static PyObject *sr_vectorcall(PyObject *self, PyObject *const *vargs,
         return NULL;
     }
     int code;
-    if (check_status(status, &code) < 0 || check_headers(headers) < 0)
+    if (check_status(status, &code) < 0 || check_headers(r->srv, headers) < 0)
         return NULL;
     Py_XSETREF(r->status, Py_NewRef(status));
     Py_XSETREF(r->headers, Py_NewRef(headers));
@@ -535,7 +576,7 @@ static int head_build(lx_req_t *r, int64_t whole_len)
         Py_ssize_t nl, vl;
         /* The list may have changed since start_response: check again
          * while copying, so nothing can split the response. */
-        if (check_header(PySequence_Fast_GET_ITEM(headers, i), &name, &nl,
+        if (check_header(srv, PySequence_Fast_GET_ITEM(headers, i), &name, &nl,
                          &value, &vl) < 0)
             goto error;
         switch (nl) {

@@ -1669,9 +1669,7 @@ static int server_init(PyObject *self, PyObject *args, PyObject *kwds)
         l->io.fd = fd;
         l->io.kind = LX_IO_LISTENER;
         l->nodelay_inherited = lx_sock_listener_nodelay(fd);
-        l->base_environ = PyDict_Copy(env);
-        if (l->base_environ == NULL ||
-            lx_environ_base(srv->st, l->base_environ, &l->script_name) < 0)
+        if (lx_environ_base(srv->st, l, env) < 0)
             return -1;
         srv->nlisteners = (int)i + 1;
         if (lx_loop_add(srv->loop, &l->io, LX_EV_READ) < 0) {
@@ -1718,6 +1716,7 @@ static void server_dealloc(PyObject *self)
     int i;
     for (i = 0; i < srv->nlisteners; i++) {
         Py_CLEAR(srv->listeners[i].base_environ);
+        Py_CLEAR(srv->listeners[i].base_roomy);
         Py_CLEAR(srv->listeners[i].script_name);
     }
     PyMem_Free(srv->listeners);
@@ -1740,6 +1739,10 @@ static void server_dealloc(PyObject *self)
     Py_CLEAR(srv->addr_str);
     for (i = 0; i < 256; i++)
         Py_CLEAR(srv->port_str[i]);
+    for (i = 0; i < (1 << LX_OK_BITS); i++) {
+        Py_CLEAR(srv->names_ok[i]);
+        Py_CLEAR(srv->values_ok[i]);
+    }
     Py_CLEAR(srv->module);
     tp->tp_free(self);
     Py_DECREF(tp);

@@ -162,6 +162,37 @@ def test_empty_query_string(serve):
     assert env2.get('QUERY_STRING', '') == ''
 
 
+def test_environs_of_every_size_on_one_connection(serve):
+    # No field, one, a few, and more than a browser sends, one after another
+    # on one connection: each environ holds its own request's fields, and
+    # the keys a request may leave out come back to their usual values.
+    app = Recorder()
+    srv = serve(app)
+    counts = [0, 1, 2, 5, 23, 24, 25, 40, 70, 0, 1]
+    with Conn(srv.address) as c:
+        for i, n in enumerate(counts):
+            fields = [('X-F%d' % k, 'v%d.%d' % (i, k)) for k in range(n)]
+            if i % 2:
+                raw = build('GET', '/r%d?i=%d' % (i, i), fields + [('Connection', 'keep-alive')],
+                            version='HTTP/1.0')
+            else:
+                raw = build('GET', '/r%d' % i, fields)
+            c.send(raw)
+            assert c.read_response().status == 200
+    assert app.calls == len(counts)
+    for i, (env, n) in enumerate(zip(app.environs, counts)):
+        http = {k: v for k, v in env.items() if k.startswith('HTTP_')}
+        assert http.pop('HTTP_HOST') == 'x'
+        if i % 2:
+            assert http.pop('HTTP_CONNECTION') == 'keep-alive'
+        assert http == {'HTTP_X_F%d' % k: 'v%d.%d' % (i, k) for k in range(n)}, (i, n)
+        assert env['PATH_INFO'] == '/r%d' % i
+        assert env['QUERY_STRING'] == ('i=%d' % i if i % 2 else '')
+        assert env['SERVER_PROTOCOL'] == ('HTTP/1.0' if i % 2 else 'HTTP/1.1')
+        assert env['wsgi.input_terminated'] is True
+        assert 'CONTENT_LENGTH' not in env and 'CONTENT_TYPE' not in env
+
+
 def test_content_type_and_length_without_http_prefix(serve):
     env = environ_for(serve, build('POST', '/', [('Content-Type', 'text/csv; charset=utf-8'),
                                                 ('Content-Length', '3')], b'a,b'))

@@ -233,6 +233,39 @@ def test_bad_status_or_header_raises_in_app(serve, status, headers):
     assert isinstance(seen.get('error'), (ValueError, TypeError)), seen
 
 
+def test_header_checks_hold_for_objects_seen_before(serve):
+    # The same valid name and value objects again and again, then a bad
+    # value under that same name, or added to the list after start_response:
+    # each bad one is still refused.
+    name, value = 'X-Same', 'same value'
+    plans = ['ok', 'bad-value', 'ok', 'appended', 'ok', 'bad-name', 'ok']
+
+    def app(environ, start_response):
+        plan = plans[int(environ['PATH_INFO'][1:])]
+        headers = [(name, value)]
+        if plan == 'bad-value':
+            headers.append((name, value + '\r\nX-Injected: 1'))
+        if plan == 'bad-name':
+            headers.append((name + ':', value))
+        try:
+            start_response('200 OK', headers)
+        except ValueError:
+            raise
+        if plan == 'appended':
+            headers.append((name, 'late\r\nX-Injected: 1'))
+        return [b'body']
+    srv = serve(app)
+    for i, plan in enumerate(plans):
+        with Conn(srv.address) as c:
+            c.send(build('GET', '/%d' % i))
+            r = c.read_response()
+            assert b'X-Injected' not in r.raw_head
+            if plan == 'ok':
+                assert r.status == 200 and r.header('x-same') == value, r
+            else:
+                assert r.status == 500, (plan, r)
+
+
 def test_bad_header_in_exc_info_replacement(serve):
     seen = {}
 
