@@ -219,6 +219,22 @@ static int target_form_ok(uptr m, size_t mlen, uptr t, size_t tlen)
     return authority_ok(a, p, 0);
 }
 
+/* Whether SP or HTAB is among the n bytes at v. */
+static int has_ows(uptr v, size_t n)
+{
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t x;
+        memcpy(&x, v + i, 8);
+        if (LX_HAS_BYTE(x, ' ') | LX_HAS_BYTE(x, '\t'))
+            return 1;
+    }
+    for (; i < n; i++)
+        if (is_ows(v[i]))
+            return 1;
+    return 0;
+}
+
 /* Apply the meaning of one header field. Returns 0 or an error status. */
 static int header_semantics(facts_t *f, uptr n, size_t nlen, uptr v,
                             size_t vlen, int minor)
@@ -232,10 +248,7 @@ static int header_semantics(facts_t *f, uptr n, size_t nlen, uptr v,
         if (f->host_seen)
             return 400;
         f->host_seen = 1;
-        for (size_t i = 0; i < vlen; i++)
-            if (is_ows(v[i]))
-                return 400;
-        return 0;
+        return has_ows(v, vlen) ? 400 : 0;
     case 6:
         if (!lit_ieq(n, nlen, LIT("expect")))
             return 0;
@@ -392,7 +405,15 @@ int lx_http1_parse_request(const char *buf, size_t len, lx_http1_req_t *req,
     }
     tok = ++p;
 
-    /* HTTP-version = "HTTP/" DIGIT "." DIGIT, then CRLF */
+    /* HTTP-version = "HTTP/" DIGIT "." DIGIT, then CRLF. The usual whole
+     * line end first, then byte by byte, which tells the first byte in
+     * error (or the end of the bytes so far, or of the line's limit). */
+    if (end - p >= 10 && ce - p >= 8 && memcmp(p, "HTTP/1.", 7) == 0 &&
+        (p[7] == '1' || p[7] == '0') && p[8] == '\r' && p[9] == '\n') {
+        minor = p[7] - '0';
+        p += 10;
+        goto version_done;
+    }
     for (int i = 0; i < 8; i++, p++) {
         AT_LINE_END(414);
         unsigned c = *p;
@@ -416,6 +437,7 @@ int lx_http1_parse_request(const char *buf, size_t len, lx_http1_req_t *req,
         goto fail;
     }
     minor = tok[7] - '0';
+version_done:
     req->minor_version = minor;
 
     /* header fields */

@@ -38,6 +38,13 @@ static inline int lx_caseeq(const char *s, const char *lower, size_t n)
     return 1;
 }
 
+/* Eight bytes at a time: the word of eight bytes b, and whether a byte of
+ * the word x is below n (n <= 128) or is b. Exact as a yes or no (not as
+ * to which byte). */
+#define LX_BYTES(b) (0x0101010101010101ULL * (uint64_t)(b))
+#define LX_HAS_LESS(x, n) (((x)-LX_BYTES(n)) & ~(x)&LX_BYTES(0x80))
+#define LX_HAS_BYTE(x, b) LX_HAS_LESS((x) ^ LX_BYTES(b), 1)
+
 /* Identity constants for I/O outcomes (compare by pointer). */
 extern const char lx_err_closed[];
 extern const char lx_err_timeout[];

@@ -82,7 +82,7 @@ static int text_ok(const unsigned char *u, size_t n)
     for (; i + 8 <= n; i += 8) {
         uint64_t x;
         memcpy(&x, u + i, 8);
-        if (LX_UNLIKELY(HAS_LESS(x, 0x20) | HAS_LESS(x ^ BYTES(0x7f), 1)))
+        if (LX_UNLIKELY(LX_HAS_LESS(x, 0x20) | LX_HAS_BYTE(x, 0x7f)))
             break;
     }
     for (; i < n; i++)
