@@ -6,7 +6,18 @@
 
 #include "lx.h"
 
+/* Debug counters. Buffers come and go on the thread that holds the GIL
+ * (the flusher thread only sends from them), so no two updates race: a
+ * relaxed load and store each, not a locked read-modify-write, which would
+ * cost as much as the rest of a get or put. Atomic so that a reader on
+ * another thread sees whole values. */
 static atomic_long live_buffers, pooled_buffers;
+
+static void count(atomic_long *c, long d)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + d,
+                          memory_order_relaxed);
+}
 
 long lx_buf_live(void)
 {
@@ -32,8 +43,8 @@ void lx_bufpool_clear(lx_bufpool_t *p)
         lx_buf_t *b = p->free;
         p->free = b->next;
         free(b);
-        atomic_fetch_sub(&live_buffers, 1);
-        atomic_fetch_sub(&pooled_buffers, 1);
+        count(&live_buffers, -1);
+        count(&pooled_buffers, -1);
     }
     p->nfree = 0;
 }
@@ -46,7 +57,7 @@ static lx_buf_t *buf_alloc(size_t cap)
     b->cap = cap;
     b->len = b->off = 0;
     b->next = NULL;
-    atomic_fetch_add(&live_buffers, 1);
+    count(&live_buffers, 1);
     return b;
 }
 
@@ -56,7 +67,7 @@ lx_buf_t *lx_buf_get(lx_bufpool_t *p)
     if (b != NULL) {
         p->free = b->next;
         p->nfree--;
-        atomic_fetch_sub(&pooled_buffers, 1);
+        count(&pooled_buffers, -1);
         b->len = b->off = 0;
         b->next = NULL;
         return b;
@@ -72,11 +83,11 @@ void lx_buf_put(lx_bufpool_t *p, lx_buf_t *b)
         b->next = p->free;
         p->free = b;
         p->nfree++;
-        atomic_fetch_add(&pooled_buffers, 1);
+        count(&pooled_buffers, 1);
         return;
     }
     free(b);
-    atomic_fetch_sub(&live_buffers, 1);
+    count(&live_buffers, -1);
 }
 
 int lx_buf_reserve(lx_bufpool_t *p, lx_buf_t **bp, size_t need, size_t max_cap)
