@@ -230,13 +230,16 @@ static PyObject *remote_addr(lx_server_t *srv, lx_conn_t *c)
     return str;
 }
 
-/* Ports of the connections in use, in a small direct-mapped cache. */
+/* Ports of the connections in use, in a small direct-mapped cache. The
+ * slot comes from a hash: Linux gives connect() ports of one parity, so
+ * the low byte alone would use half of the slots. */
 static PyObject *remote_port(lx_server_t *srv, lx_conn_t *c)
 {
     lx_state_t *st = srv->st;
     if (c->peer_family == AF_UNIX)
         return Py_NewRef(st->empty_str);
-    unsigned port = c->peer_port, slot = port & 255;
+    unsigned port = c->peer_port;
+    unsigned slot = ((uint32_t)port * 2654435761u) >> 24;
     if (srv->port_str[slot] != NULL && srv->port_key[slot] == port)
         return Py_NewRef(srv->port_str[slot]);
     char text[8], *p = text + sizeof(text);
