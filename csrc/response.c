@@ -1380,8 +1380,10 @@ int lx_request_handle(lx_req_t *r)
         !r->failed && !r->resp_close && r->keepalive && lx_body_discard(r);
     if (srv->access_fd >= 0)
         access_log(r);
-    recycle_objects(r);
+    /* The environ first: it holds wsgi.input, which can then serve the
+     * next request unless the application kept it. */
     Py_CLEAR(r->environ);
+    recycle_objects(r);
     Py_CLEAR(r->status);
     Py_CLEAR(r->headers);
     return keep;

@@ -418,3 +418,39 @@ def test_input_never_reads_past_the_body(serve, method):
         assert c.read_response().body == b''
         assert c.read_response().body == (b'x\n' if method == 'readline' else b'x\ny')
     assert app.paths == ['/a', '/b', '/c']
+
+
+def test_input_kept_past_its_request(serve):
+    """An application that keeps wsgi.input (or the whole environ) past its
+    request gets an error reading it later; the next requests, on the same
+    connection, each read their own body through their own input."""
+    kept = []
+
+    def app(environ, start_response):
+        path = environ['PATH_INFO']
+        inp = environ['wsgi.input']
+        out = []
+        for old in kept:
+            assert old is not inp
+            try:
+                old.read(1)
+                out.append(b'old read;')
+            except Exception as e:
+                out.append(b'old refused;' if 'ended' in str(e) else repr(e).encode())
+        if path == '/keep-input':
+            kept.append(inp)
+        elif path == '/keep-environ':
+            kept.append(environ['wsgi.input'])
+            kept.append(environ)
+            kept.pop()
+        out.append(inp.read())
+        start_response('200 OK', [])
+        return out
+    srv = serve(app)
+    with Conn(srv.address) as c:
+        c.send(build('POST', '/keep-input', body=b'one') + build('POST', '/plain', body=b'two')
+               + build('POST', '/keep-environ', body=b'three') + build('POST', '/plain', body=b'four'))
+        assert c.read_response().body == b'one'
+        assert c.read_response().body == b'old refused;two'
+        assert c.read_response().body == b'old refused;three'
+        assert c.read_response().body == b'old refused;old refused;four'
