@@ -268,7 +268,10 @@ static PyObject *remote_port(lx_server_t *srv, lx_conn_t *c)
 
 /* A dict of the given items and the keys every request sets, key by key
  * into a table presized for `more` keys besides (PyDict_Update could clone
- * the given dict's table instead). */
+ * the given dict's table instead). A presized table is of the general
+ * kind, which keeps each key's hash beside it: the lookups of a request
+ * cost fewer instructions in it than in the str-only kind PyDict_New
+ * starts with (measured on CPython 3.11). */
 static PyObject *base_dict(PyObject *given, PyObject *const *keys,
                            PyObject *const *values, size_t nkeys,
                            Py_ssize_t more)
