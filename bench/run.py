@@ -282,7 +282,7 @@ def server_cmd(name, port, workers):
         return pin + [REF_BIN, HOST, str(port)]
     if kind == "lichen":
         return pin + [LICHEN_PY, "-m", "lichen", "apps:app", "--bind", addr,
-                      "--keepalive", str(KEEPALIVE)]
+                      "--keepalive", str(KEEPALIVE), "--defer-accept", "1"]
     if kind == "launch":
         cmd = [PEERS_PY, os.path.join(HERE, "launch.py"),
                LAUNCH_NAME.get(name, name), HOST, str(port)]

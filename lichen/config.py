@@ -62,6 +62,10 @@ class Option:
 OPTIONS = [
     Option("backlog", 2048, "int", "maximum number of pending connections",
            minimum=1, metavar="INT"),
+    Option("defer_accept", 0.0, "seconds",
+           "on Linux, accept a TCP connection only once its first bytes "
+           "came, or after about this many seconds (0: at once)",
+           minimum=0.0, maximum=3600.0, metavar="SECONDS"),
     Option("keepalive", 5.0, "seconds",
            "seconds an idle keep-alive connection is kept open "
            "(0 disables keep-alive)", minimum=0.0, metavar="SECONDS"),
@@ -118,6 +122,8 @@ def _fail(opt, value, expected, cli):
 
 def _check_seconds(opt, value, cli):
     expected = f"expected seconds, a number >= {opt.minimum:g}"
+    if opt.maximum is not None:
+        expected += f" and <= {opt.maximum:g}"
     if isinstance(value, str) and cli:
         try:
             value = float(value.strip())
@@ -126,7 +132,8 @@ def _check_seconds(opt, value, cli):
     elif isinstance(value, bool) or not isinstance(value, (int, float)):
         _fail(opt, value, expected, cli)
     value = float(value)
-    if math.isnan(value) or value < opt.minimum or value > _MAX_SECONDS:
+    if (math.isnan(value) or value < opt.minimum or
+            value > (_MAX_SECONDS if opt.maximum is None else opt.maximum)):
         _fail(opt, value, expected, cli)
     return value
 

@@ -1,6 +1,7 @@
 """lichen.Server: listening sockets, options and the C engine together."""
 
 import errno
+import math
 import os
 import signal
 import socket
@@ -112,7 +113,7 @@ class _Listener:
             self.unix_path = None
 
 
-def _bind_tcp(spec, backlog):
+def _bind_tcp(spec, backlog, defer_accept=0.0):
     try:
         infos = socket.getaddrinfo(spec.host, spec.port, socket.AF_UNSPEC,
                                    socket.SOCK_STREAM, 0, socket.AI_PASSIVE)
@@ -127,6 +128,12 @@ def _bind_tcp(spec, backlog):
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind(sockaddr)
+        if defer_accept > 0 and hasattr(socket, "TCP_DEFER_ACCEPT"):
+            # The kernel finishes the handshake but hands the connection
+            # over only with its first bytes (or after that long): one
+            # wake-up per connection, with the request there to read.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT,
+                            max(1, math.ceil(defer_accept)))
         sock.listen(backlog)
         sock.setblocking(False)
     except OSError as exc:
@@ -232,7 +239,8 @@ class Server:
     or drive it from another event loop with fileno() and run_once()."""
 
     def __init__(self, app, host="127.0.0.1", port=8000, *, bind=None,
-                 sockets=None, backlog=2048, root_path="", keepalive=5.0,
+                 sockets=None, backlog=2048, defer_accept=0.0, root_path="",
+                 keepalive=5.0,
                  timeout_header=30.0, timeout_body=60.0, timeout_write=60.0,
                  graceful_timeout=30.0, limit_request_line=8190,
                  limit_request_fields=100, limit_request_field_size=8190,
@@ -243,7 +251,8 @@ class Server:
                             f"{type(app).__name__}")
         self.app = app
         self.options = validate(
-            backlog=backlog, root_path=root_path, keepalive=keepalive,
+            backlog=backlog, defer_accept=defer_accept, root_path=root_path,
+            keepalive=keepalive,
             timeout_header=timeout_header, timeout_body=timeout_body,
             timeout_write=timeout_write, graceful_timeout=graceful_timeout,
             limit_request_line=limit_request_line,
@@ -278,7 +287,8 @@ class Server:
                 elif spec.kind == "fd":
                     listener = _bind_fd(spec)
                 else:
-                    listener = _bind_tcp(spec, self.options["backlog"])
+                    listener = _bind_tcp(spec, self.options["backlog"],
+                                         self.options["defer_accept"])
                 self._listeners.append(listener)
             self._access_log_fd, self._access_log_owned = _open_access_log(
                 self.options["access_log"])

@@ -266,6 +266,7 @@ def test_defaults_match_documentation():
     assert DEFAULTS["limit_request_field_size"] == 8190
     assert DEFAULTS["limit_request_body"] == 1073741824
     assert DEFAULTS["backlog"] == 2048
+    assert DEFAULTS["defer_accept"] == 0.0
     assert DEFAULTS["server_header"] is None
     assert DEFAULTS["access_log"] is None
     assert validate() == DEFAULTS
@@ -276,6 +277,7 @@ def test_defaults_match_documentation():
     {"timeout_header": 0}, {"timeout_body": float("nan")},
     {"limit_request_line": 0}, {"limit_request_line": 1.5},
     {"limit_request_body": -1}, {"backlog": 0}, {"log_level": "loud"},
+    {"defer_accept": -1}, {"defer_accept": 7200},
     {"root_path": "api"}, {"server_header": "bad\r\nheader"},
 ])
 def test_bad_options_raise_before_binding(options):

@@ -1,9 +1,11 @@
 """Keep-alive, pipelining, HEAD and bodiless statuses, over raw sockets."""
+import socket
 import time
 
 import pytest
 
-from support import Conn, Recorder, build, chunked, echo_app, path_app
+import lichen
+from support import Conn, Recorder, build, chunked, echo_app, hello_app, path_app, request, wait_for
 
 
 def gen_app(environ, start_response):
@@ -320,3 +322,46 @@ def test_server_side_close_with_a_late_pipelined_request(serve):
     r = _late_bytes_then_read(srv, build('GET', '/a'), build('GET', '/b'))
     assert r.status == 200 and r.body == BIG
     assert r.header('connection') == 'close'
+
+
+def _listener_defer(srv):
+    return srv._listeners[0].sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT)
+
+
+@pytest.mark.skipif(not hasattr(socket, 'TCP_DEFER_ACCEPT'), reason='Linux only')
+def test_defer_accept_off_by_default(serve):
+    srv = serve(hello_app)
+    assert _listener_defer(srv) == 0
+    assert request(srv.address).status == 200
+    with socket.create_connection(srv.address, timeout=10):
+        assert wait_for(lambda: lichen.live_counts()['connections'] == 1)
+
+
+@pytest.mark.skipif(not hasattr(socket, 'TCP_DEFER_ACCEPT'), reason='Linux only')
+def test_defer_accept(serve):
+    """With defer_accept the kernel hands a connection over with its first
+    bytes: one that connects and writes later is served as usual, and one
+    that never writes is still handed over after about the deferral and then
+    meets the head timeout."""
+    srv = serve(hello_app, defer_accept=1, timeout_header=0.5)
+    assert _listener_defer(srv) >= 1
+    assert request(srv.address).status == 200
+    with Conn(srv.address) as late:
+        time.sleep(0.3)
+        late.send(build('GET', '/'))
+        assert late.read_response().status == 200
+    assert wait_for(lambda: lichen.live_counts()['connections'] == 0)
+    silent = socket.create_connection(srv.address, timeout=10)
+    try:
+        t0 = time.monotonic()
+        # Not the server's yet: no connection object while it stays silent.
+        time.sleep(0.4)
+        assert lichen.live_counts()['connections'] == 0
+        try:
+            data = silent.recv(100)
+        except ConnectionResetError:
+            data = b''
+        assert data == b'' or data.startswith(b'HTTP/1.1 408'), data
+        assert time.monotonic() - t0 < 9
+    finally:
+        silent.close()
