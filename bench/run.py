@@ -10,10 +10,11 @@ Per server and scenario it records requests/s, p50 and p99 latency, and the
 server's CPU time per request: the CPU time of every process of the server's
 session (the process CPU-time clock, in nanoseconds; utime+stime from
 /proc/PID/stat where it cannot be read) after the measured run minus before
-it, divided by the requests completed.  With --repeat N each measured run is made N
-times against the same server process and the run of median CPU per
-request is reported, with the spread of the N.  It writes markdown tables and a chart of CPU per
-request to docs/benchmarks/results.md and results.png.  See bench/README.md.
+it, divided by the requests completed.  With --repeat N each measured run is
+made N times against the same server process and the run of median CPU per
+request is reported, with the spread of the N.  It writes markdown tables
+and a chart of CPU per request to docs/benchmarks/NAME.md and NAME.png
+(--name, default results).  See bench/README.md.
 
 Standard library only; matplotlib (for the chart) runs in bench/.venv-peers.
 """

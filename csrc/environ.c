@@ -354,11 +354,14 @@ int lx_environ_base(lx_state_t *st, lx_listener_t *l, PyObject *given)
      * one or two fields (a load balancer's health check, a benchmark)
      * fits the smaller. */
     l->base_environ = base_dict(given, keys, values, nkeys, 0);
-    if (l->base_environ == NULL)
-        return -1;
     l->base_roomy = base_dict(given, keys, values, nkeys, HEADER_ROOM);
-    if (l->base_roomy == NULL || dict_room(l->base_environ, &l->base_room) < 0)
+    if (l->base_environ == NULL || l->base_roomy == NULL ||
+        dict_room(l->base_environ, &l->base_room) < 0) {
+        /* The listener is not counted yet: nothing else would free them. */
+        Py_CLEAR(l->base_environ);
+        Py_CLEAR(l->base_roomy);
         return -1;
+    }
     l->script_name = script != NULL && PyUnicode_Check(script) &&
                              PyUnicode_KIND(script) == PyUnicode_1BYTE_KIND &&
                              PyUnicode_GET_LENGTH(script) > 0

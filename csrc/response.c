@@ -68,10 +68,6 @@ static const char *latin1(PyObject *s, Py_ssize_t *len, const char *what)
     return (const char *)PyUnicode_1BYTE_DATA(s);
 }
 
-/* Whether a byte of x is below n (n <= 128): exact as a yes or no. */
-#define BYTES(b) (0x0101010101010101ULL * (uint64_t)(b))
-#define HAS_LESS(x, n) (((x)-BYTES(n)) & ~(x)&BYTES(0x80))
-
 /* Field values and status reasons: no CR, LF, NUL or other controls
  * (HTAB allowed): they would split the response. Eight bytes at a time;
  * a word with a control character (a HTAB, most likely) is looked at byte
@@ -523,8 +519,6 @@ static int has_token(const char *v, Py_ssize_t n, const char *tok)
     return 0;
 }
 
-/* Serialise the head into r->out. whole_len is the body's length when it
- * is known whole (a one-element list, an exhausted iterable), else -1. */
 /* Length of a header name or value for the head's size estimate (what is
  * not a str fails the check that follows). */
 static size_t str_len(PyObject *o)
@@ -532,6 +526,8 @@ static size_t str_len(PyObject *o)
     return PyUnicode_Check(o) ? (size_t)PyUnicode_GET_LENGTH(o) : 0;
 }
 
+/* Serialise the head into r->out. whole_len is the body's length when it
+ * is known whole (a one-element list, an exhausted iterable), else -1. */
 static int head_build(lx_req_t *r, int64_t whole_len)
 {
     lx_server_t *srv = r->srv;

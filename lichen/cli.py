@@ -43,8 +43,9 @@ def build_parser():
         "-b", "--bind", action="append", metavar="ADDRESS",
         help="address to listen on, repeatable (default: 127.0.0.1:8000)")
     by_name = {o.name: o for o in OPTIONS}
-    for name in ["backlog", "defer_accept", "keepalive", "timeout_header", "timeout_body",
-                 "timeout_write", "graceful_timeout", "limit_request_line",
+    for name in ["backlog", "defer_accept", "keepalive", "timeout_header",
+                 "timeout_body", "timeout_write", "graceful_timeout",
+                 "limit_request_line",
                  "limit_request_fields", "limit_request_field_size",
                  "limit_request_body"]:
         opt = by_name[name]

@@ -55,6 +55,14 @@ static lx_buf_t *buf_with(const char *s)
     return b;
 }
 
+/* A test's end: the buffer back to the pool, both ends of its pair shut. */
+static void done_with(int sv[2], lx_buf_t *b)
+{
+    lx_buf_put(&pool, b);
+    close(sv[0]);
+    close(sv[1]);
+}
+
 /* Bytes readable on fd within ms milliseconds (0 if none). */
 static ssize_t read_within(int fd, char *dst, size_t cap, int ms)
 {
@@ -86,9 +94,7 @@ static void test_held_bytes_are_sent(void)
           "taken back, all sent: avail %zu", lx_buf_avail(b));
     CHECK(lx_flush_sends() >= 1, "sends %ld", lx_flush_sends());
     CHECK(lx_flush_release(&e) == 0, "a second release is a no-op");
-    lx_buf_put(&pool, b);
-    close(sv[0]);
-    close(sv[1]);
+    done_with(sv, b);
 }
 
 static void test_release_at_once_sends_nothing(void)
@@ -155,9 +161,7 @@ static void test_peer_not_reading(void)
     CHECK(got == want, "read %zu of %zu", got, want);
     CHECK(lx_flush_release(&e) == 0, "no error");
     CHECK(lx_buf_avail(b) == 0, "left %zu", lx_buf_avail(b));
-    lx_buf_put(&pool, b);
-    close(sv[0]);
-    close(sv[1]);
+    done_with(sv, b);
 }
 
 static void test_peer_gone(void)
@@ -223,9 +227,7 @@ static void test_sleeps_and_wakes(void)
     char got[16];
     CHECK(read_within(sv[1], got, sizeof(got), 2000) == 7, "woke and sent");
     lx_flush_release(&e);
-    lx_buf_put(&pool, b);
-    close(sv[0]);
-    close(sv[1]);
+    done_with(sv, b);
 }
 
 static void test_fork_child(void)
@@ -258,9 +260,7 @@ static void test_fork_child(void)
     CHECK(read_within(sv[1], got, sizeof(got), 2000) == 6,
           "the parent's thread still sends");
     CHECK(lx_flush_release(&e) == 0 && lx_flush_held() == 0, "released");
-    lx_buf_put(&pool, b);
-    close(sv[0]);
-    close(sv[1]);
+    done_with(sv, b);
 }
 
 int main(void)
