@@ -125,6 +125,22 @@ struct lx_conn {
     uint8_t peer_addr[16];
 };
 
+/* Keys every request sets whose value often repeats: the bases hold the
+ * value, and a request with the same text leaves the copy's. */
+enum {
+    LX_STICKY_METHOD,
+    LX_STICKY_PATH,
+    LX_STICKY_URI,
+    LX_STICKY_ADDR,
+    LX_STICKY_N
+};
+
+typedef struct {
+    PyObject *base[2]; /* the value base_environ and base_roomy hold */
+    PyObject *last;    /* the last value that differed from them */
+    unsigned streak;   /* requests in a row with that value */
+} lx_sticky_t;
+
 typedef struct {
     lx_io_t io;
     int paused;
@@ -136,6 +152,7 @@ typedef struct {
     size_t base_room;
     PyObject *script_name; /* base_environ's SCRIPT_NAME if a non-empty
                               latin-1 str, else NULL */
+    lx_sticky_t sticky[LX_STICKY_N];
 } lx_listener_t;
 
 enum { LX_BODY_NONE = 0, LX_BODY_LENGTH, LX_BODY_CHUNKED };
@@ -196,6 +213,8 @@ struct lx_worker {
 };
 
 #define LX_OK_BITS 5
+/* Request header names with prebuilt environ keys (environ.c). */
+#define LX_KNOWN_HEADERS 31
 
 struct lx_server {
     PyObject_HEAD lx_state_t *st;
@@ -252,6 +271,9 @@ struct lx_server {
      * application sends the same few objects again and again. Held, so
      * that an address cannot come back as another string. */
     PyObject *names_ok[1 << LX_OK_BITS], *values_ok[1 << LX_OK_BITS];
+    /* The last value of each request header with a prebuilt key: a
+     * client sends the same Host, User-Agent or Accept again and again. */
+    PyObject *header_vals[LX_KNOWN_HEADERS];
     uint64_t now; /* ms, cached per turn */
     uint64_t emfile_logged;
     time_t date_sec;
@@ -314,6 +336,7 @@ PyObject *lx_environ_build(lx_req_t *r);
 /* Set up a listener's base environs from the given dict, and its
  * SCRIPT_NAME for PATH_INFO. */
 int lx_environ_base(lx_state_t *st, lx_listener_t *l, PyObject *given);
+void lx_environ_base_clear(lx_listener_t *l);
 int lx_environ_init_state(lx_state_t *st);
 
 /* response.c */

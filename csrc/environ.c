@@ -40,6 +40,10 @@ static const char *const common_headers[] = {
 #define N_COMMON (sizeof(common_headers) / sizeof(common_headers[0]))
 static PyObject *common_keys[N_COMMON];
 #define COOKIE_INDEX 6 /* "cookie" above */
+#define CONTENT_TYPE_INDEX ((int)N_COMMON)
+#define CONTENT_LENGTH_INDEX ((int)N_COMMON + 1)
+_Static_assert(N_COMMON + 2 == LX_KNOWN_HEADERS,
+               "LX_KNOWN_HEADERS counts the common headers and two more");
 static unsigned char common_len[N_COMMON];
 
 static PyObject *make_key(const char *name, size_t n)
@@ -79,21 +83,42 @@ int lx_environ_init_state(lx_state_t *st)
     return 0;
 }
 
-static PyObject *header_key(const char *name, size_t n)
+/* The index of a header name with a prebuilt key (the common ones, then
+ * Content-Type and Content-Length), or -1. */
+static int known_header(const char *name, size_t n)
 {
     size_t i;
+    if (n == 12 && lx_caseeq(name, "content-type", 12))
+        return CONTENT_TYPE_INDEX;
+    if (n == 14 && lx_caseeq(name, "content-length", 14))
+        return CONTENT_LENGTH_INDEX;
     for (i = 0; i < N_COMMON; i++) {
         const char *c = common_headers[i];
         if (common_len[i] == n && c[0] == (name[0] | 0x20) &&
             lx_caseeq(name, c, n))
-            return Py_NewRef(common_keys[i]);
+            return (int)i;
     }
-    return make_key(name, n);
+    return -1;
 }
 
 static PyObject *latin1_str(const char *p, size_t n)
 {
     return PyUnicode_DecodeLatin1(p, (Py_ssize_t)n, NULL);
+}
+
+/* Whether str s is the latin-1 text p[0..n). */
+static inline int same_text(PyObject *s, const char *p, size_t n)
+{
+    return PyUnicode_GET_LENGTH(s) == (Py_ssize_t)n &&
+           PyUnicode_KIND(s) == PyUnicode_1BYTE_KIND &&
+           memcmp(PyUnicode_1BYTE_DATA(s), p, n) == 0;
+}
+
+static int same_str(PyObject *a, PyObject *b)
+{
+    return a == b || (PyUnicode_KIND(b) == PyUnicode_1BYTE_KIND &&
+                      same_text(a, (const char *)PyUnicode_1BYTE_DATA(b),
+                                (size_t)PyUnicode_GET_LENGTH(b)));
 }
 
 static int hexval(unsigned char c)
@@ -166,6 +191,9 @@ static int set_steal(PyObject *env, PyObject *key, PyObject *value)
     return rc;
 }
 
+static int set_sticky(lx_req_t *r, PyObject *env, int k, PyObject *key,
+                      const char *p, size_t n, PyObject *value);
+
 static int set_path(lx_req_t *r, PyObject *env)
 {
     lx_state_t *st = r->srv->st;
@@ -201,7 +229,7 @@ static int set_path(lx_req_t *r, PyObject *env)
             n -= sl;
         }
     }
-    int rc = set_steal(env, st->k_PATH_INFO, latin1_str(p, n));
+    int rc = set_sticky(r, env, LX_STICKY_PATH, st->k_PATH_INFO, p, n, NULL);
     if (buf != stackbuf)
         PyMem_Free(buf);
     return rc;
@@ -254,6 +282,69 @@ static PyObject *remote_port(lx_server_t *srv, lx_conn_t *c)
         srv->port_key[slot] = c->peer_port;
     }
     return str;
+}
+
+/* A value that differs from the bases' this many requests in a row
+ * becomes theirs. */
+#define STICKY_AFTER 8
+
+/* env[key] for a key of the bases, whose value is the text p[0..n): left
+ * as the copy has it when it is the base's text, else set to value (or to
+ * a str of the text when value is NULL; value is stolen). */
+static int set_sticky(lx_req_t *r, PyObject *env, int k, PyObject *key,
+                      const char *p, size_t n, PyObject *value)
+{
+    lx_listener_t *l = &r->srv->listeners[r->conn->listener];
+    lx_sticky_t *s = &l->sticky[k];
+    int b = r->h.num_headers > l->base_room; /* the base copied */
+    if (same_text(s->base[b], p, n)) {
+        Py_XDECREF(value);
+        return 0;
+    }
+    if (value == NULL && (value = latin1_str(p, n)) == NULL)
+        return -1;
+    int rc = PyDict_SetItem(env, key, value);
+    if (rc == 0) {
+        if (s->last != NULL && same_str(s->last, value)) {
+            s->streak++;
+        } else {
+            Py_XSETREF(s->last, Py_NewRef(value));
+            s->streak = 1;
+        }
+        if (s->streak >= STICKY_AFTER) {
+            /* Each base records its own value: should the second set
+             * fail (no memory), neither is taken for the other's. The
+             * request has its value either way. */
+            PyObject *bases[2] = {l->base_environ, l->base_roomy};
+            for (b = 0; b < 2; b++) {
+                if (PyDict_SetItem(bases[b], key, value) < 0) {
+                    PyErr_Clear();
+                    break;
+                }
+                Py_SETREF(s->base[b], Py_NewRef(value));
+            }
+            Py_CLEAR(s->last);
+            s->streak = 0;
+        }
+    }
+    Py_DECREF(value);
+    return rc;
+}
+
+/* The last value of a header with a prebuilt key, when the text is the
+ * same; else a new str, kept as the last. */
+static PyObject *header_value(lx_server_t *srv, int known, const char *p,
+                              size_t n)
+{
+    if (known < 0)
+        return latin1_str(p, n);
+    PyObject **last = &srv->header_vals[known];
+    if (*last != NULL && same_text(*last, p, n))
+        return Py_NewRef(*last);
+    PyObject *v = latin1_str(p, n);
+    if (v != NULL)
+        Py_XSETREF(*last, Py_NewRef(v));
+    return v;
 }
 
 /* Header fields the roomy base takes before a copy has to grow (a dict
@@ -346,7 +437,7 @@ int lx_environ_base(lx_state_t *st, lx_listener_t *l, PyObject *given)
                               st->k_QUERY_STRING,
                               st->k_SERVER_PROTOCOL,
                               st->k_wsgi_input_terminated};
-    PyObject *const values[] = {st->empty_str, st->empty_str, st->empty_str,
+    PyObject *const values[] = {st->v_GET,     st->empty_str, st->empty_str,
                                 st->empty_str, st->empty_str, st->empty_str,
                                 st->empty_str, st->v_http11,  Py_True};
     size_t nkeys = sizeof(keys) / sizeof(keys[0]);
@@ -358,9 +449,20 @@ int lx_environ_base(lx_state_t *st, lx_listener_t *l, PyObject *given)
     if (l->base_environ == NULL || l->base_roomy == NULL ||
         dict_room(l->base_environ, &l->base_room) < 0) {
         /* The listener is not counted yet: nothing else would free them. */
-        Py_CLEAR(l->base_environ);
-        Py_CLEAR(l->base_roomy);
+        lx_environ_base_clear(l);
         return -1;
+    }
+    /* The values the sticky keys start with, as in keys[] and values[]. */
+    PyObject *const sticky[LX_STICKY_N] = {
+        [LX_STICKY_METHOD] = st->v_GET,
+        [LX_STICKY_PATH] = st->empty_str,
+        [LX_STICKY_URI] = st->empty_str,
+        [LX_STICKY_ADDR] = st->empty_str,
+    };
+    int k;
+    for (k = 0; k < LX_STICKY_N; k++) {
+        l->sticky[k].base[0] = Py_NewRef(sticky[k]);
+        l->sticky[k].base[1] = Py_NewRef(sticky[k]);
     }
     l->script_name = script != NULL && PyUnicode_Check(script) &&
                              PyUnicode_KIND(script) == PyUnicode_1BYTE_KIND &&
@@ -368,6 +470,20 @@ int lx_environ_base(lx_state_t *st, lx_listener_t *l, PyObject *given)
                          ? Py_NewRef(script)
                          : NULL;
     return 0;
+}
+
+void lx_environ_base_clear(lx_listener_t *l)
+{
+    int k;
+    Py_CLEAR(l->base_environ);
+    Py_CLEAR(l->base_roomy);
+    Py_CLEAR(l->script_name);
+    for (k = 0; k < LX_STICKY_N; k++) {
+        Py_CLEAR(l->sticky[k].base[0]);
+        Py_CLEAR(l->sticky[k].base[1]);
+        Py_CLEAR(l->sticky[k].last);
+        l->sticky[k].streak = 0;
+    }
 }
 
 PyObject *lx_environ_build(lx_req_t *r)
@@ -381,18 +497,23 @@ PyObject *lx_environ_build(lx_req_t *r)
     if (env == NULL)
         return NULL;
     /* QUERY_STRING, SERVER_PROTOCOL and wsgi.input_terminated come with
-     * the base's usual values. */
-    if (set_steal(env, st->k_REQUEST_METHOD, method_str(st, r->h.method)) <
-            0 ||
+     * the base's usual values, the sticky keys with the base's last. */
+    PyObject *addr;
+    if (set_sticky(r, env, LX_STICKY_METHOD, st->k_REQUEST_METHOD,
+                   r->h.method.base, r->h.method.len,
+                   method_str(st, r->h.method)) < 0 ||
         set_path(r, env) < 0 ||
         (r->h.query.len > 0 &&
          set_steal(env, st->k_QUERY_STRING,
                    latin1_str(r->h.query.base, r->h.query.len)) < 0) ||
-        set_steal(env, st->k_RAW_URI,
-                  latin1_str(r->h.target.base, r->h.target.len)) < 0 ||
+        set_sticky(r, env, LX_STICKY_URI, st->k_RAW_URI, r->h.target.base,
+                   r->h.target.len, NULL) < 0 ||
         (r->h.minor_version == 0 &&
          PyDict_SetItem(env, st->k_SERVER_PROTOCOL, st->v_http10) < 0) ||
-        set_steal(env, st->k_REMOTE_ADDR, remote_addr(srv, c)) < 0 ||
+        (addr = remote_addr(srv, c)) == NULL ||
+        set_sticky(r, env, LX_STICKY_ADDR, st->k_REMOTE_ADDR,
+                   (const char *)PyUnicode_1BYTE_DATA(addr),
+                   (size_t)PyUnicode_GET_LENGTH(addr), addr) < 0 ||
         set_steal(env, st->k_REMOTE_PORT, remote_port(srv, c)) < 0 ||
         PyDict_SetItem(env, st->k_wsgi_input, (PyObject *)r->input) < 0)
         goto error;
@@ -406,15 +527,19 @@ PyObject *lx_environ_build(lx_req_t *r)
          * as X-Forwarded-For): such headers are dropped. */
         if (memchr(name, '_', nl) != NULL)
             continue;
-        if (nl == 12 && lx_caseeq(name, "content-type", 12))
+        int known = known_header(name, nl);
+        if (known == CONTENT_TYPE_INDEX)
             key = Py_NewRef(st->k_CONTENT_TYPE);
-        else if (nl == 14 && lx_caseeq(name, "content-length", 14))
+        else if (known == CONTENT_LENGTH_INDEX)
             key = Py_NewRef(st->k_CONTENT_LENGTH);
+        else if (known >= 0)
+            key = Py_NewRef(common_keys[known]);
         else
-            key = header_key(name, nl);
+            key = make_key(name, nl);
         if (key == NULL)
             goto error;
-        PyObject *value = latin1_str(hd->value.base, hd->value.len);
+        PyObject *value =
+            header_value(srv, known, hd->value.base, hd->value.len);
         if (value == NULL) {
             Py_DECREF(key);
             goto error;

@@ -5,6 +5,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 /* Return codes (nginx style): >= 0 success, LX_AGAIN would-block or
  * incomplete, LX_ERR failure with errno (or a status) kept. */
@@ -23,19 +24,31 @@
 #define LX_UNLIKELY(x) (x)
 #endif
 
-/* ASCII case-insensitive equality of n bytes of s with lower (lower-case
- * already): the short header names of the hot path, without the locale
- * machinery of strncasecmp. */
+/* Case-insensitive equality of n bytes of a token s (RFC 9110 tchar: a
+ * header name) with lower, a lower-case literal of letters, digits and
+ * '-'. Setting bit 0x20 folds the case of letters and maps no other token
+ * byte onto those characters, so eight bytes compare at once; from eight
+ * bytes on, the last word overlaps the one before. */
 static inline int lx_caseeq(const char *s, const char *lower, size_t n)
 {
+    const uint64_t fold = 0x2020202020202020ull;
+    uint64_t a, b;
     size_t i;
-    for (i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        c = (unsigned char)(c + (((unsigned)(c - 'A') < 26u) << 5));
-        if (c != (unsigned char)lower[i])
+    if (n < 8) {
+        for (i = 0; i < n; i++)
+            if (((unsigned char)s[i] | 0x20) != (unsigned char)lower[i])
+                return 0;
+        return 1;
+    }
+    for (i = 0; i + 8 < n; i += 8) {
+        memcpy(&a, s + i, 8);
+        memcpy(&b, lower + i, 8);
+        if ((a | fold) != b)
             return 0;
     }
-    return 1;
+    memcpy(&a, s + n - 8, 8);
+    memcpy(&b, lower + n - 8, 8);
+    return (a | fold) == b;
 }
 
 /* Eight bytes at a time: the word of eight bytes b, and whether a byte of

@@ -146,13 +146,22 @@ static int check_header(lx_server_t *srv, PyObject *item, const char **name,
         return -1;
     }
     PyObject *k = PyTuple_GET_ITEM(item, 0), *v = PyTuple_GET_ITEM(item, 1);
+    PyObject **ks = ok_slot(srv->names_ok, k),
+             **vs = ok_slot(srv->values_ok, v);
+    if (LX_LIKELY(*ks == k && *vs == v)) {
+        /* Both found valid before: latin-1 strs, whose bytes are ready. */
+        *name = (const char *)PyUnicode_1BYTE_DATA(k);
+        *nlen = PyUnicode_GET_LENGTH(k);
+        *value = (const char *)PyUnicode_1BYTE_DATA(v);
+        *vlen = PyUnicode_GET_LENGTH(v);
+        return 0;
+    }
     *name = latin1(k, nlen, "header name");
     if (*name == NULL)
         return -1;
     *value = latin1(v, vlen, "header value");
     if (*value == NULL)
         return -1;
-    PyObject **ks = ok_slot(srv->names_ok, k);
     if (*ks != k) {
         if (!token_ok((const unsigned char *)*name, *nlen)) {
             if (*nlen == 0)
@@ -163,7 +172,6 @@ static int check_header(lx_server_t *srv, PyObject *item, const char **name,
         }
         Py_XSETREF(*ks, Py_NewRef(k));
     }
-    PyObject **vs = ok_slot(srv->values_ok, v);
     if (*vs != v) {
         if (check_text(*value, *vlen, "header value", v) < 0)
             return -1;

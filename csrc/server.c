@@ -1714,11 +1714,8 @@ static void server_dealloc(PyObject *self)
         }
     }
     int i;
-    for (i = 0; i < srv->nlisteners; i++) {
-        Py_CLEAR(srv->listeners[i].base_environ);
-        Py_CLEAR(srv->listeners[i].base_roomy);
-        Py_CLEAR(srv->listeners[i].script_name);
-    }
+    for (i = 0; i < srv->nlisteners; i++)
+        lx_environ_base_clear(&srv->listeners[i]);
     PyMem_Free(srv->listeners);
     PyMem_Free(srv->idle);
     PyMem_Free(srv->pending);
@@ -1743,6 +1740,8 @@ static void server_dealloc(PyObject *self)
         Py_CLEAR(srv->names_ok[i]);
         Py_CLEAR(srv->values_ok[i]);
     }
+    for (i = 0; i < LX_KNOWN_HEADERS; i++)
+        Py_CLEAR(srv->header_vals[i]);
     Py_CLEAR(srv->module);
     tp->tp_free(self);
     Py_DECREF(tp);

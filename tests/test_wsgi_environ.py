@@ -1,9 +1,10 @@
 """The WSGI environ built from a request."""
+import socket
 import wsgiref.validate
 
 import pytest
 
-from support import Conn, Recorder, build, request
+from support import Conn, Recorder, build, hello_app, request
 
 
 def environ_for(serve, raw, method='GET', **options):
@@ -303,3 +304,79 @@ def test_remote_port_differs_per_connection(serve):
             c.send(build('GET', '/'))
             c.read_response()
     assert [e['REMOTE_PORT'] for e in app.environs] == [str(p) for p in ports]
+
+
+def test_repeated_request_values_then_others(serve):
+    # A method, path and target sent many times in a row, then others, with
+    # few and with many header fields (the two sizes of environ), and an
+    # application that rewrites its environ: every environ holds its own
+    # request's values.
+    def rewriting(environ, start_response):
+        environ['REQUEST_METHOD'] = 'REWRITTEN'
+        environ['PATH_INFO'] = '/rewritten'
+        environ['RAW_URI'] = '/rewritten'
+        return hello_app(environ, start_response)
+
+    app = Recorder(rewriting)
+    srv = serve(app)
+    many = [('X-F%d' % k, 'v') for k in range(40)]
+    sent = []
+    for i in range(12):
+        sent.append(('GET', '/same', many if i % 3 == 0 else []))
+    sent += [('GET', '/same', many)] * 10 + [('GET', '/same?q=1', [])]
+    sent += [('POST', '/post', [])] * 12 + [('GET', '/same', [])] + [('POST', '/post', many)]
+    sent += [('PUT', '/same', [])] + [('GET', '/', [])] * 9 + [('GET', '/%61', [])] + [('DELETE', '/', many)]
+    with Conn(srv.address) as c:
+        for method, target, fields in sent:
+            c.send(build(method, target, fields))
+            assert c.read_response(method).status == 200
+    assert app.calls == len(sent)
+    for i, ((method, target, fields), env) in enumerate(zip(sent, app.environs)):
+        assert env['REQUEST_METHOD'] == method, i
+        assert env['RAW_URI'] == target, i
+        assert env['PATH_INFO'] == ('/a' if target == '/%61' else target.split('?')[0]), i
+        assert env['QUERY_STRING'] == ('q=1' if '?' in target else ''), i
+
+
+def test_remote_addr_of_clients_taking_turns(serve):
+    # Clients from two addresses (all of 127/8 is loopback), each for a run
+    # of requests and then turn about: REMOTE_ADDR is each one's own.
+    app = Recorder()
+    srv = serve(app)
+    sources = ['127.0.0.1'] * 10 + ['127.0.0.2'] * 10 + ['127.0.0.1', '127.0.0.2'] * 3
+    for src in sources:
+        s = socket.create_connection(srv.address[:2], timeout=10, source_address=(src, 0))
+        try:
+            s.sendall(build('GET', '/', [('Connection', 'close')]))
+            data = b''
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+            assert data.startswith(b'HTTP/1.1 200'), data
+        finally:
+            s.close()
+    assert [e['REMOTE_ADDR'] for e in app.environs] == sources
+
+
+def test_repeated_header_values_then_others(serve):
+    # Values of known fields sent again and again, then others of the same
+    # length, then latin-1 ones: each environ holds its own request's.
+    app = Recorder()
+    srv = serve(app)
+    sent = []
+    for i in range(30):
+        host = 'a.example' if i < 10 or i % 2 else 'b.example'
+        agent = 'client/1.0' if i < 20 else 'caf\xe9/1.0'
+        sent.append([('Host', host), ('User-Agent', agent), ('Content-Type', 'text/plain' if i % 3 else 'text/plaim'),
+                     ('X-Other', 'o%d' % (i % 2))])
+    with Conn(srv.address) as c:
+        for fields in sent:
+            c.send(build('GET', '/', fields, host=None))
+            assert c.read_response().status == 200
+    for fields, env in zip(sent, app.environs):
+        assert env['HTTP_HOST'] == fields[0][1]
+        assert env['HTTP_USER_AGENT'] == fields[1][1]
+        assert env['CONTENT_TYPE'] == fields[2][1]
+        assert env['HTTP_X_OTHER'] == fields[3][1]
