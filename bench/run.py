@@ -10,9 +10,10 @@ Per server and scenario it records requests/s, p50 and p99 latency, and the
 server's CPU time per request: the CPU time of every process of the server's
 session (the process CPU-time clock, in nanoseconds; utime+stime from
 /proc/PID/stat where it cannot be read) after the measured run minus before
-it, divided by the requests completed.  With --repeat N each measured run is
-made N times against the same server process and the run of median CPU per
-request is reported, with the spread of the N.  It writes markdown tables
+it, divided by the requests completed.  The servers stay up side by side and
+each scenario is measured in rounds, a run of every server per round (one
+round by default, N with --repeat N): the run of median CPU per request is
+reported, with the spread of the N.  It writes markdown tables
 and a chart of CPU per request to docs/benchmarks/NAME.md and NAME.png
 (--name, default results).  See bench/README.md.
 
@@ -612,15 +613,14 @@ def idle(server, n):
     return res
 
 
-def measure_repeated(server, scn, duration, repeat):
-    """The run of median CPU per request among `repeat` runs, with the
-    CPU per request of all of them in "cpu_runs"."""
-    runs = [measure(server, scn, duration) for _ in range(repeat)]
-    if repeat == 1:
+def median_run(runs):
+    """The run of median CPU per request among runs of one server and
+    scenario, with the CPU per request of all of them in "cpu_runs"."""
+    if len(runs) == 1:
         return runs[0]
     ok = sorted((r for r in runs if r.get("cpu_per_req")),
                 key=lambda r: r["cpu_per_req"])
-    res = ok[(len(ok) - 1) // 2] if ok else runs[0]
+    res = dict(ok[(len(ok) - 1) // 2] if ok else runs[0])
     res["cpu_runs"] = [r["cpu_per_req"] for r in ok]
     # Memory per idle connection only means something in the first run:
     # later ones reuse what the server's heap already grew to.
@@ -628,6 +628,65 @@ def measure_repeated(server, scn, duration, repeat):
         res["rss_per_conn_kib"] = runs[0]["rss_per_conn_kib"]
         res["rss_delta_kib"] = runs[0].get("rss_delta_kib")
     return res
+
+
+def run_rounds(names, scns, workers, args, procs, results, install_failed,
+               route_problems):
+    """Measure each scenario in rounds: a run of every server, then the
+    next round. The servers stay up side by side (idle but for the one
+    measured), so each round meets the machine alike for all of them: a
+    virtual machine's host can slow every run by a quarter for a while,
+    and server after server, minutes apart, that showed up as a ratio. The
+    order turns by one each round."""
+    live = {}
+    try:
+        for scn in scns:
+            who = []
+            for name in names:
+                if name == "c-ref" and scn not in REF_SCENARIOS:
+                    continue
+                pkg = SERVERS[name][1]
+                if pkg and install_failed.get(pkg):
+                    results.setdefault(scn, {})[name] = {
+                        "skip": "not installed (%s)" % install_failed[pkg]}
+                    continue
+                who.append(name)
+            runs = {name: [] for name in who}
+            failed = {}
+            for rnd in range(args.repeat):
+                k = rnd % len(who) if who else 0
+                for name in who[k:] + who[:k]:
+                    if name in failed:
+                        continue
+                    server = live.get(name)
+                    if server is None or not server.alive():
+                        if server is not None:
+                            server.stop()
+                        server = live[name] = Server(name, workers)
+                        try:
+                            server.start(procs)
+                        except Failed as e:
+                            failed[name] = "did not start: %s" % e
+                            server.stop()
+                            del live[name]
+                            continue
+                        if workers == 1 and name != "c-ref" and \
+                                name not in route_problems:
+                            route_problems[name] = check_routes(server.port)
+                    log("%-22s %-9s %s..." % (
+                        name, scn, "" if args.repeat == 1 else
+                        "round %d of %d " % (rnd + 1, args.repeat)))
+                    try:
+                        runs[name].append(measure(server, scn, args.duration))
+                    except Failed as e:
+                        failed[name] = "failed: %s" % e
+            for name in who:
+                results.setdefault(scn, {})[name] = (
+                    {"skip": failed[name]} if name in failed
+                    else median_run(runs[name]))
+    finally:
+        for server in live.values():
+            server.stop()
 
 
 def measure(server, scn, duration):
@@ -752,8 +811,9 @@ def main():
                     help="seconds of each measured wrk run, after a 1 s "
                     "warm-up (default 5)")
     ap.add_argument("--repeat", type=int, default=1,
-                    help="measure each run N times and report the median "
-                    "by CPU per request, with the spread (default 1)")
+                    help="measure each scenario in N rounds across the "
+                    "servers and report the median by CPU per request, "
+                    "with the spread (default 1)")
     ap.add_argument("--out", default=OUT_DIR,
                     help="directory of NAME.md and NAME.png "
                     "(default docs/benchmarks)")
@@ -819,63 +879,16 @@ def main():
         mline = machine()
         vers = versions(peers)
         log("about %d min of measurements" % (estimate // 60 + 1))
-        for name in servers:
-            pkg = SERVERS[name][1]
-            mine = [s for s in scenarios if s != "workers2"
-                    and (name != "c-ref" or s in REF_SCENARIOS)]
-            if pkg and install_failed.get(pkg):
-                for s in mine:
-                    results.setdefault(s, {})[name] = {
-                        "skip": "not installed (%s)" % install_failed[pkg]}
-                continue
-            server = None
-            try:
-                for scn in mine:
-                    if server is None or not server.alive():
-                        if server is not None:
-                            server.stop()
-                        server = Server(name)
-                        try:
-                            server.start(procs)
-                        except Failed as e:
-                            results.setdefault(scn, {})[name] = {
-                                "skip": "did not start: %s" % e}
-                            server.stop()
-                            server = None
-                            continue
-                        if name != "c-ref" and name not in route_problems:
-                            route_problems[name] = check_routes(server.port)
-                    log("%-22s %-9s ..." % (name, scn))
-                    try:
-                        res = measure_repeated(server, scn, args.duration,
-                                               args.repeat)
-                    except Failed as e:
-                        res = {"skip": "failed: %s" % e}
-                    results.setdefault(scn, {})[name] = res
-            finally:
-                if server is not None:
-                    server.stop()
+        run_rounds(servers, [s for s in scenarios if s != "workers2"], 1,
+                   args, procs, results, install_failed, route_problems)
         if "workers2" in scenarios:
             for name in servers:
-                pkg = SERVERS[name][1]
                 if name not in TWO_WORKERS:
                     results.setdefault("workers2", {})[name] = {
                         "skip": NO_TWO_WORKERS.get(
                             name, "n/a: no option for worker processes")}
-                    continue
-                if pkg and install_failed.get(pkg):
-                    continue
-                server = Server(name, workers=2)
-                try:
-                    server.start(procs)
-                    log("%-22s %-9s ..." % (name, "workers2"))
-                    res = measure_repeated(server, "workers2",
-                                           args.duration, args.repeat)
-                except Failed as e:
-                    res = {"skip": "failed: %s" % e}
-                finally:
-                    server.stop()
-                results.setdefault("workers2", {})[name] = res
+            run_rounds([n for n in servers if n in TWO_WORKERS], ["workers2"],
+                       2, args, procs, results, install_failed, {})
     except KeyboardInterrupt:
         log("interrupted")
         return 130
@@ -937,9 +950,11 @@ def main():
         "answered. See bench/README.md." % (
             SERVER_CPU, LOAD_CPU, args.duration,
             "" if args.repeat == 1 else
-            "; each run was made %d times against the same server process "
-            "and the run of median CPU per request is shown, **CPU min-max** "
-            "giving the spread (memory per idle connection: the first run)"
+            "; each scenario was measured in %d rounds, a run of every "
+            "server per round with the servers up side by side (so that a "
+            "slow spell of the machine meets all of them alike), and the run "
+            "of median CPU per request is shown, **CPU min-max** giving the "
+            "spread (memory per idle connection: the first run)"
             % args.repeat), ""]
     if have_chart:
         header += ["![CPU us per request](%s.png)" % args.name, ""]
