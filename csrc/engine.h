@@ -271,6 +271,8 @@ struct lx_server {
      * application sends the same few objects again and again. Held, so
      * that an address cannot come back as another string. */
     PyObject *names_ok[1 << LX_OK_BITS], *values_ok[1 << LX_OK_BITS];
+    PyObject *status_ok; /* the last status found valid, and its code */
+    int status_ok_code;
     /* The last value of each request header with a prebuilt key: a
      * client sends the same Host, User-Agent or Accept again and again. */
     PyObject *header_vals[LX_KNOWN_HEADERS];

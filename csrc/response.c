@@ -272,7 +272,16 @@ static PyObject *sr_vectorcall(PyObject *self, PyObject *const *vargs,
         return NULL;
     }
     int code;
-    if (check_status(status, &code) < 0 || check_headers(r->srv, headers) < 0)
+    lx_server_t *srv = r->srv;
+    if (status == srv->status_ok) {
+        code = srv->status_ok_code; /* the last status found valid */
+    } else {
+        if (check_status(status, &code) < 0)
+            return NULL;
+        Py_XSETREF(srv->status_ok, Py_NewRef(status));
+        srv->status_ok_code = code;
+    }
+    if (check_headers(srv, headers) < 0)
         return NULL;
     Py_XSETREF(r->status, Py_NewRef(status));
     Py_XSETREF(r->headers, Py_NewRef(headers));
@@ -544,10 +553,9 @@ static int head_build(lx_req_t *r, int64_t whole_len)
                         "the application did not call start_response");
         return -1;
     }
-    Py_ssize_t slen;
-    const char *status = latin1(r->status, &slen, "status");
-    if (status == NULL)
-        return -1;
+    /* checked by start_response: a latin-1 str */
+    Py_ssize_t slen = PyUnicode_GET_LENGTH(r->status);
+    const char *status = (const char *)PyUnicode_1BYTE_DATA(r->status);
     PyObject *headers = r->headers;
     Py_ssize_t i, nh = PySequence_Fast_GET_SIZE(headers);
     size_t need = 64 + (size_t)slen + 256;

@@ -1742,6 +1742,7 @@ static void server_dealloc(PyObject *self)
     }
     for (i = 0; i < LX_KNOWN_HEADERS; i++)
         Py_CLEAR(srv->header_vals[i]);
+    Py_CLEAR(srv->status_ok);
     Py_CLEAR(srv->module);
     tp->tp_free(self);
     Py_DECREF(tp);

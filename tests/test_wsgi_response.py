@@ -587,3 +587,44 @@ def test_write_to_gone_client_raises_client_disconnected(serve):
     assert wait_for(lambda: seen, 5)
     assert isinstance(seen[0], ClientDisconnected), seen
     assert isinstance(seen[0], OSError)
+
+
+def test_status_objects_seen_before_and_others(serve):
+    # Status objects sent again and again, turn about (one of them a 204 of
+    # the same length), then a bad one: each response has its own status
+    # and its own framing (a 204 has no body), and the bad one is refused.
+    ok, empty, bad = '200 OK', '204 OK', '20x Bad'
+    order = [ok, ok, empty, ok, empty, empty, bad, ok, '201 ' + 'Created', empty]
+    seen = []
+
+    def app(environ, start_response):
+        status = order[len(seen)]
+        try:
+            start_response(status, [('Content-Type', 'text/plain')])
+            seen.append(None)
+        except ValueError as e:
+            seen.append(e)
+            raise
+        return [b'body']
+
+    def check(r, status):
+        assert '%d %s' % (r.status, r.reason) == status, (r, status)
+        if status is empty:
+            assert r.body == b'' and not r.has('content-length'), r
+        else:
+            assert r.body == b'body', r
+
+    srv = serve(app)
+    with Conn(srv.address) as c:
+        for status in order:
+            c.send(build('GET', '/'))
+            r = c.read_response()
+            if status is bad:
+                assert r.status == 500, r
+                break
+            check(r, status)
+    with Conn(srv.address) as c:
+        for status in order[len(seen):]:
+            c.send(build('GET', '/'))
+            check(c.read_response(), status)
+    assert [type(e) for e in seen] == [type(None)] * 6 + [ValueError] + [type(None)] * 3
