@@ -310,6 +310,18 @@ def request(addr, method='GET', path='/', headers=(), body=b'', version='HTTP/1.
         return c.read_response(method)
 
 
+def get_until_close(sock):
+    """GET / with Connection: close on a connected socket; the bytes that
+    come back before the server closes."""
+    sock.sendall(build('GET', '/', [('Connection', 'close')]))
+    data = b''
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+
+
 def wait_for(pred, timeout=5.0, interval=0.01):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -11,7 +11,7 @@ import pytest
 
 from helpers_cli import APPS, LichenProcess, child_env
 
-from support import Conn, build
+from support import Conn, build, get_until_close
 
 FD_LIMIT = 64
 
@@ -75,13 +75,7 @@ def test_emfile_pauses_accepting_then_recovers():
         for s in flood[: FD_LIMIT // 2]:
             s.close()
         for s in flood[FD_LIMIT // 2:]:
-            s.sendall(build("GET", "/", [("Connection", "close")]))
-            data = b""
-            while True:
-                d = s.recv(65536)
-                if not d:
-                    break
-                data += d
+            data = get_until_close(s)
             assert data.startswith(b"HTTP/1.1 200"), data[:80]
             answered += 1
             s.close()

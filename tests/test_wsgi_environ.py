@@ -4,7 +4,7 @@ import wsgiref.validate
 
 import pytest
 
-from support import Conn, Recorder, build, hello_app, request
+from support import Conn, Recorder, build, get_until_close, hello_app, request
 
 
 def environ_for(serve, raw, method='GET', **options):
@@ -347,13 +347,7 @@ def test_remote_addr_of_clients_taking_turns(serve):
     for src in sources:
         s = socket.create_connection(srv.address[:2], timeout=10, source_address=(src, 0))
         try:
-            s.sendall(build('GET', '/', [('Connection', 'close')]))
-            data = b''
-            while True:
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
+            data = get_until_close(s)
             assert data.startswith(b'HTTP/1.1 200'), data
         finally:
             s.close()
