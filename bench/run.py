@@ -622,6 +622,7 @@ def median_run(runs):
                 key=lambda r: r["cpu_per_req"])
     res = dict(ok[(len(ok) - 1) // 2] if ok else runs[0])
     res["cpu_runs"] = [r["cpu_per_req"] for r in ok]
+    res["cpu_rounds"] = [r.get("cpu_per_req") for r in runs]
     # Memory per idle connection only means something in the first run:
     # later ones reuse what the server's heap already grew to.
     if "rss_per_conn_kib" in runs[0]:
@@ -723,10 +724,24 @@ def fmt_lat(sec):
     return "%.2f s" % sec
 
 
-def fmt_ratio(x, base):
-    if not x or not base:
-        return "-"
-    return "%.2fx" % (x / base)
+def ratio(r, base):
+    """r's CPU per request over base's: with rounds, the median of the
+    ratios within each round (a round's runs meet the machine alike),
+    else the ratio of the figures."""
+    if not r or not base:
+        return None
+    a, b = r.get("cpu_rounds"), base.get("cpu_rounds")
+    if a and b and len(a) == len(b):
+        rs = sorted(x / y for x, y in zip(a, b) if x and y)
+        if rs:
+            return rs[(len(rs) - 1) // 2] if len(rs) % 2 else \
+                (rs[len(rs) // 2 - 1] + rs[len(rs) // 2]) / 2
+    x, y = r.get("cpu_per_req"), base.get("cpu_per_req")
+    return x / y if x and y else None
+
+
+def fmt_ratio(v):
+    return "-" if v is None else "%.2fx" % v
 
 
 def table(scn, servers, results):
@@ -743,8 +758,12 @@ def table(scn, servers, results):
     lines = ["### %s: %s" % (scn, sc["title"]), "",
              "| " + " | ".join(head) + " |",
              "|---|" + "---:|" * (len(head) - 1)]
-    base = rows.get("lichen", {}).get("cpu_per_req")
-    ref = rows.get("c-ref", {}).get("cpu_per_req")
+    base = rows.get("lichen")
+    ref = rows.get("c-ref")
+    if base is not None and "skip" in base:
+        base = None
+    if ref is not None and "skip" in ref:
+        ref = None
     notes = []
     for name in servers:
         r = rows.get(name)
@@ -756,7 +775,7 @@ def table(scn, servers, results):
         cpr = r.get("cpu_per_req")
         cells = [name, "%.0f" % r["rps"], fmt_lat(r["p50"]), fmt_lat(r["p99"]),
                  "%.2f" % (cpr * 1e6) if cpr is not None else "-",
-                 fmt_ratio(cpr, base), fmt_ratio(cpr, ref),
+                 fmt_ratio(ratio(r, base)), fmt_ratio(ratio(r, ref)),
                  str(r["failures"])]
         if is_idle:
             v = r.get("rss_per_conn_kib")
@@ -954,7 +973,9 @@ def main():
             "server per round with the servers up side by side (so that a "
             "slow spell of the machine meets all of them alike), and the run "
             "of median CPU per request is shown, **CPU min-max** giving the "
-            "spread (memory per idle connection: the first run)"
+            "spread (memory per idle connection: the first run); **vs "
+            "lichen** and **vs C ref** are then the medians of the ratios "
+            "within each round"
             % args.repeat), ""]
     if have_chart:
         header += ["![CPU us per request](%s.png)" % args.name, ""]
