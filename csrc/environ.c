@@ -191,12 +191,11 @@ static int set_steal(PyObject *env, PyObject *key, PyObject *value)
     return rc;
 }
 
-static int set_sticky(lx_req_t *r, PyObject *env, int k, PyObject *key,
-                      const char *p, size_t n, PyObject *value);
+static int set_sticky(lx_req_t *r, PyObject *env, int k, const char *p,
+                      size_t n, PyObject *value);
 
 static int set_path(lx_req_t *r, PyObject *env)
 {
-    lx_state_t *st = r->srv->st;
     lx_str_t path = r->h.path;
     if (path.len > 0 && path.base[0] != '/') {
         /* absolute-form (a proxy's request): PATH_INFO is the path */
@@ -229,7 +228,7 @@ static int set_path(lx_req_t *r, PyObject *env)
             n -= sl;
         }
     }
-    int rc = set_sticky(r, env, LX_STICKY_PATH, st->k_PATH_INFO, p, n, NULL);
+    int rc = set_sticky(r, env, LX_STICKY_PATH, p, n, NULL);
     if (buf != stackbuf)
         PyMem_Free(buf);
     return rc;
@@ -288,14 +287,29 @@ static PyObject *remote_port(lx_server_t *srv, lx_conn_t *c)
  * becomes theirs. */
 #define STICKY_AFTER 8
 
-/* env[key] for a key of the bases, whose value is the text p[0..n): left
- * as the copy has it when it is the base's text, else set to value (or to
- * a str of the text when value is NULL; value is stolen). */
-static int set_sticky(lx_req_t *r, PyObject *env, int k, PyObject *key,
-                      const char *p, size_t n, PyObject *value)
+static PyObject *sticky_key(lx_state_t *st, int k)
+{
+    switch (k) {
+    case LX_STICKY_METHOD:
+        return st->k_REQUEST_METHOD;
+    case LX_STICKY_PATH:
+        return st->k_PATH_INFO;
+    case LX_STICKY_URI:
+        return st->k_RAW_URI;
+    default:
+        return st->k_REMOTE_ADDR;
+    }
+}
+
+/* env[key] for sticky key k, whose value is the text p[0..n): left as the
+ * copy has it when it is the base's text, else set to value (or to a str
+ * of the text when value is NULL; value is stolen). */
+static int set_sticky(lx_req_t *r, PyObject *env, int k, const char *p,
+                      size_t n, PyObject *value)
 {
     lx_listener_t *l = &r->srv->listeners[r->conn->listener];
     lx_sticky_t *s = &l->sticky[k];
+    PyObject *key = sticky_key(r->srv->st, k);
     int b = r->h.num_headers > l->base_room; /* the base copied */
     if (same_text(s->base[b], p, n)) {
         Py_XDECREF(value);
@@ -452,18 +466,20 @@ int lx_environ_base(lx_state_t *st, lx_listener_t *l, PyObject *given)
         lx_environ_base_clear(l);
         return -1;
     }
-    /* The values the sticky keys start with, as in keys[] and values[]. */
-    PyObject *const sticky[LX_STICKY_N] = {
-        [LX_STICKY_METHOD] = st->v_GET,
-        [LX_STICKY_PATH] = st->empty_str,
-        [LX_STICKY_URI] = st->empty_str,
-        [LX_STICKY_ADDR] = st->empty_str,
-    };
-    int k;
-    for (k = 0; k < LX_STICKY_N; k++) {
-        l->sticky[k].base[0] = Py_NewRef(sticky[k]);
-        l->sticky[k].base[1] = Py_NewRef(sticky[k]);
-    }
+    /* What the sticky keys start with: the bases' values. */
+    PyObject *const bases[2] = {l->base_environ, l->base_roomy};
+    int k, b;
+    for (k = 0; k < LX_STICKY_N; k++)
+        for (b = 0; b < 2; b++) {
+            PyObject *v = PyDict_GetItemWithError(bases[b], sticky_key(st, k));
+            if (v == NULL) {
+                if (!PyErr_Occurred())
+                    PyErr_SetString(PyExc_SystemError, "no sticky key");
+                lx_environ_base_clear(l);
+                return -1;
+            }
+            l->sticky[k].base[b] = Py_NewRef(v);
+        }
     l->script_name = script != NULL && PyUnicode_Check(script) &&
                              PyUnicode_KIND(script) == PyUnicode_1BYTE_KIND &&
                              PyUnicode_GET_LENGTH(script) > 0
@@ -499,19 +515,18 @@ PyObject *lx_environ_build(lx_req_t *r)
     /* QUERY_STRING, SERVER_PROTOCOL and wsgi.input_terminated come with
      * the base's usual values, the sticky keys with the base's last. */
     PyObject *addr;
-    if (set_sticky(r, env, LX_STICKY_METHOD, st->k_REQUEST_METHOD,
-                   r->h.method.base, r->h.method.len,
+    if (set_sticky(r, env, LX_STICKY_METHOD, r->h.method.base, r->h.method.len,
                    method_str(st, r->h.method)) < 0 ||
         set_path(r, env) < 0 ||
         (r->h.query.len > 0 &&
          set_steal(env, st->k_QUERY_STRING,
                    latin1_str(r->h.query.base, r->h.query.len)) < 0) ||
-        set_sticky(r, env, LX_STICKY_URI, st->k_RAW_URI, r->h.target.base,
-                   r->h.target.len, NULL) < 0 ||
+        set_sticky(r, env, LX_STICKY_URI, r->h.target.base, r->h.target.len,
+                   NULL) < 0 ||
         (r->h.minor_version == 0 &&
          PyDict_SetItem(env, st->k_SERVER_PROTOCOL, st->v_http10) < 0) ||
         (addr = remote_addr(srv, c)) == NULL ||
-        set_sticky(r, env, LX_STICKY_ADDR, st->k_REMOTE_ADDR,
+        set_sticky(r, env, LX_STICKY_ADDR,
                    (const char *)PyUnicode_1BYTE_DATA(addr),
                    (size_t)PyUnicode_GET_LENGTH(addr), addr) < 0 ||
         set_steal(env, st->k_REMOTE_PORT, remote_port(srv, c)) < 0 ||
