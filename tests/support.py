@@ -310,10 +310,10 @@ def request(addr, method='GET', path='/', headers=(), body=b'', version='HTTP/1.
         return c.read_response(method)
 
 
-def get_until_close(sock):
-    """GET / with Connection: close on a connected socket; the bytes that
+def get_until_close(sock, path='/'):
+    """GET with Connection: close on a connected socket; the bytes that
     come back before the server closes."""
-    sock.sendall(build('GET', '/', [('Connection', 'close')]))
+    sock.sendall(build('GET', path, [('Connection', 'close')]))
     data = b''
     while True:
         chunk = sock.recv(65536)

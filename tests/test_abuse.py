@@ -24,6 +24,8 @@ from pathlib import Path
 
 import pytest
 
+from support import get_until_close
+
 HERE = Path(__file__).resolve().parent
 
 PROBE_INTERVAL = 0.2  # the normal client asks this often ...
@@ -101,14 +103,7 @@ def fd_count(pid):
 def get(port, path="/", timeout=PROBE_BOUND * 2):
     """GET on a new connection (Connection: close); returns the raw bytes."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        s.sendall(b"GET " + path.encode() +
-                  b" HTTP/1.1\r\nHost: probe\r\nConnection: close\r\n\r\n")
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                return data
-            data += chunk
+        return get_until_close(s, path)
 
 
 class Prober(threading.Thread):

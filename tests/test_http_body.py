@@ -424,13 +424,13 @@ def test_input_kept_past_its_request(serve):
     """An application that keeps wsgi.input (or the whole environ) past its
     request gets an error reading it later; the next requests, on the same
     connection, each read their own body through their own input."""
-    kept = []
+    kept_inputs, kept_environs = [], []
 
     def app(environ, start_response):
         path = environ['PATH_INFO']
         inp = environ['wsgi.input']
         out = []
-        for old in kept:
+        for old in kept_inputs + [e['wsgi.input'] for e in kept_environs]:
             assert old is not inp
             try:
                 old.read(1)
@@ -438,11 +438,9 @@ def test_input_kept_past_its_request(serve):
             except Exception as e:
                 out.append(b'old refused;' if 'ended' in str(e) else repr(e).encode())
         if path == '/keep-input':
-            kept.append(inp)
+            kept_inputs.append(inp)
         elif path == '/keep-environ':
-            kept.append(environ['wsgi.input'])
-            kept.append(environ)
-            kept.pop()
+            kept_environs.append(environ)
         out.append(inp.read())
         start_response('200 OK', [])
         return out
