@@ -28,6 +28,7 @@ import resource
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -732,10 +733,9 @@ def ratio(r, base):
         return None
     a, b = r.get("cpu_rounds"), base.get("cpu_rounds")
     if a and b and len(a) == len(b):
-        rs = sorted(x / y for x, y in zip(a, b) if x and y)
+        rs = [x / y for x, y in zip(a, b) if x and y]
         if rs:
-            return rs[(len(rs) - 1) // 2] if len(rs) % 2 else \
-                (rs[len(rs) // 2 - 1] + rs[len(rs) // 2]) / 2
+            return statistics.median(rs)
     x, y = r.get("cpu_per_req"), base.get("cpu_per_req")
     return x / y if x and y else None
 
@@ -961,8 +961,9 @@ def main():
         "worker, granian: its process tree; the CPU of all processes of the "
         "server is counted); the load (wrk -t1, ab, and the idle-connection "
         "client) runs on CPU %s. Measured runs last %d s after a 1 s "
-        "warm-up%s. **CPU us/req** = server CPU time (user + kernel) over the run / "
-        "requests completed; **vs lichen** and **vs C ref** divide it by "
+        "warm-up%s. **CPU us/req** = server CPU time (user + kernel) over "
+        "the run / requests completed; **vs lichen** and **vs C ref** "
+        "divide it by "
         "lichen's and the C reference server's (above 1.00x = more CPU per "
         "request). **failures**: wrk connect/write/timeout errors and "
         "non-2xx responses, ab's failed requests, or idle connections not "
