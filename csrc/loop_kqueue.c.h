@@ -1,11 +1,17 @@
-/* kqueue backend of loop.c: EV_CLEAR gives the same edge semantics. */
+/* kqueue backend of loop.c: EV_CLEAR gives the same edge semantics; the
+ * deadline is a one-shot EVFILT_TIMER. */
 #include <sys/event.h>
 #include <sys/time.h>
 #include <sys/types.h>
 
+/* The ident of the deadline's timer (timers have their own namespace). */
+#define DEADLINE_IDENT 1
+
 struct lx_loop {
     int fd;
     int max_events;
+    lx_io_t timer;  /* udata of the deadline's events */
+    uint64_t armed; /* its deadline, LX_TIMER_NEVER when disarmed */
     struct kevent events[];
 };
 
@@ -23,6 +29,8 @@ lx_loop_t *lx_loop_new(int max_events)
         return NULL;
     }
     loop->max_events = max_events;
+    loop->timer.fd = -1;
+    loop->armed = LX_TIMER_NEVER;
     return loop;
 }
 
@@ -86,6 +94,28 @@ int lx_loop_del(lx_loop_t *loop, lx_io_t *io)
     return LX_OK;
 }
 
+int lx_loop_deadline(lx_loop_t *loop, uint64_t at_ms)
+{
+    if (at_ms >= loop->armed)
+        return LX_OK;
+    /* Relative milliseconds (NOTE_ABSTIME is not everywhere); adding a
+     * timer with the same ident replaces the armed one. */
+    uint64_t now = lx_now_ms();
+    int64_t ms = at_ms > now ? (int64_t)(at_ms - now) : 0;
+    struct kevent ch;
+    EV_SET(&ch, DEADLINE_IDENT, EVFILT_TIMER, EV_ADD | EV_ONESHOT, 0, ms,
+           &loop->timer);
+    if (kevent(loop->fd, &ch, 1, NULL, 0, NULL) < 0)
+        return LX_ERR;
+    loop->armed = at_ms;
+    return LX_OK;
+}
+
+uint64_t lx_loop_armed(const lx_loop_t *loop)
+{
+    return loop->armed;
+}
+
 int lx_loop_wait(lx_loop_t *loop, int timeout_ms)
 {
     struct timespec ts, *tsp = NULL;
@@ -97,6 +127,14 @@ int lx_loop_wait(lx_loop_t *loop, int timeout_ms)
     int n = kevent(loop->fd, NULL, 0, loop->events, loop->max_events, tsp);
     if (n < 0) {
         return errno == EINTR ? 0 : LX_ERR;
+    }
+    for (int i = 0; i < n; i++) {
+        if (loop->events[i].filter != EVFILT_TIMER)
+            continue;
+        /* The deadline passed (one-shot: nothing to consume). */
+        loop->armed = LX_TIMER_NEVER;
+        loop->events[i] = loop->events[--n];
+        break;
     }
     return n;
 }

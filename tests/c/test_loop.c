@@ -403,6 +403,83 @@ static void test_wait_misc(void)
     lx_loop_free(NULL); /* harmless */
 }
 
+/* Whether the loop's own fd is readable within timeout ms (what a program
+ * that drives the loop from outside sees). */
+static int fd_readable(lx_loop_t *loop, int timeout)
+{
+    struct pollfd p = {lx_loop_fd(loop), POLLIN, 0};
+    return poll(&p, 1, timeout) == 1 && (p.revents & POLLIN);
+}
+
+static void test_deadline(void)
+{
+    lx_loop_t *loop = lx_loop_new(4);
+    lx_io_t *got;
+    unsigned ev;
+    CHECK(lx_loop_armed(loop) == LX_TIMER_NEVER, "nothing armed at first");
+    CHECK(!fd_readable(loop, 30), "no deadline: the fd stays quiet");
+
+    /* a deadline makes the fd readable then, not before; the wait that
+     * follows consumes it and reports no event */
+    uint64_t t0 = now_ms();
+    CHECK(lx_loop_deadline(loop, t0 + 100) == LX_OK, "arm");
+    CHECK(lx_loop_armed(loop) == t0 + 100, "armed");
+    CHECK(!fd_readable(loop, 50), "not readable before the deadline");
+    CHECK(fd_readable(loop, 1000), "readable at the deadline");
+    uint64_t dt = now_ms() - t0;
+    CHECK(dt >= 99 && dt < 600, "deadline of 100 ms took %" PRIu64 " ms", dt);
+    CHECK(wait1(loop, 0, &got, &ev) == 0, "the deadline is not an event");
+    CHECK(lx_loop_armed(loop) == LX_TIMER_NEVER, "disarmed once passed");
+    CHECK(!fd_readable(loop, 30), "quiet again after the wait");
+
+    /* a later deadline leaves an earlier one armed; an earlier one
+     * replaces it */
+    t0 = now_ms();
+    CHECK(lx_loop_deadline(loop, t0 + 60) == LX_OK, "arm 60");
+    CHECK(lx_loop_deadline(loop, t0 + 5000) == LX_OK &&
+              lx_loop_armed(loop) == t0 + 60,
+          "a later deadline keeps the armed one");
+    CHECK(lx_loop_deadline(loop, t0 + 20) == LX_OK &&
+              lx_loop_armed(loop) == t0 + 20,
+          "an earlier deadline replaces it");
+    CHECK(fd_readable(loop, 1000) && now_ms() - t0 < 55,
+          "readable at the earlier deadline");
+    CHECK(wait1(loop, 0, &got, &ev) == 0, "consumed");
+
+    /* 0 and past deadlines: at once; a wait with a timeout returns when
+     * the deadline passes */
+    CHECK(lx_loop_deadline(loop, 0) == LX_OK, "arm now");
+    CHECK(fd_readable(loop, 0) || fd_readable(loop, 50), "now is at once");
+    CHECK(wait1(loop, 1000, &got, &ev) == 0, "consumed (0)");
+    CHECK(lx_loop_deadline(loop, 1) == LX_OK && fd_readable(loop, 50),
+          "a past deadline is at once");
+    CHECK(wait1(loop, 1000, &got, &ev) == 0, "consumed (past)");
+    t0 = now_ms();
+    CHECK(lx_loop_deadline(loop, t0 + 80) == LX_OK, "arm 80");
+    CHECK(wait1(loop, -1, &got, &ev) == 0, "a wait without timeout ends");
+    dt = now_ms() - t0;
+    CHECK(dt >= 79 && dt < 600, "at the deadline: %" PRIu64 " ms", dt);
+    CHECK(lx_loop_deadline(loop, LX_TIMER_NEVER) == LX_OK &&
+              lx_loop_armed(loop) == LX_TIMER_NEVER,
+          "never arms nothing");
+
+    /* a deadline and an io ready in the same wait: only the io is
+     * reported */
+    int sv[2];
+    unix_pair(sv);
+    lx_io_t io = {.fd = sv[1], .kind = 7};
+    CHECK(lx_loop_add(loop, &io, LX_EV_READ) == LX_OK, "add");
+    CHECK(lx_loop_deadline(loop, 0) == LX_OK, "arm now");
+    CHECK(send(sv[0], "x", 1, 0) == 1, "send");
+    usleep(10000);
+    int n = lx_loop_wait(loop, 1000);
+    CHECK(n == 1 && lx_loop_event(loop, 0, &ev) == &io, "only the io: %d", n);
+    CHECK(lx_loop_armed(loop) == LX_TIMER_NEVER, "and the deadline passed");
+    close(sv[0]);
+    close(sv[1]);
+    lx_loop_free(loop);
+}
+
 /* ---- sock ---- */
 
 static void test_accept(void)
@@ -780,6 +857,7 @@ int main(void)
     test_hangup(unix_pair, " [unix]");
     test_hangup(tcp_pair, " [tcp]");
     test_wait_misc();
+    test_deadline();
     test_accept();
     test_recv_writev(unix_pair, " [unix]");
     test_recv_writev(tcp_pair, " [tcp]");
