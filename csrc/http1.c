@@ -75,21 +75,6 @@ static inline uptr scan_class(uptr p, uptr e, unsigned cls)
     return p;
 }
 
-/* ASCII case-insensitive compare of s[0..n) against a lowercase literal made
- * of letters, digits and '-'. Setting bit 0x20 folds case for letters and
- * maps no other token or field-value byte onto those characters. */
-static inline int lit_ieq(uptr s, size_t n, const char *lit, size_t litlen)
-{
-    if (n != litlen)
-        return 0;
-    for (size_t i = 0; i < n; i++)
-        if ((s[i] | 0x20) != (unsigned char)lit[i])
-            return 0;
-    return 1;
-}
-
-#define LIT(s) s, sizeof(s) - 1
-
 static inline int is_ows(unsigned c)
 {
     return c == ' ' || c == '\t';
@@ -219,6 +204,22 @@ static int target_form_ok(uptr m, size_t mlen, uptr t, size_t tlen)
     return authority_ok(a, p, 0);
 }
 
+int lx_http1_is_token(const char *s, size_t n)
+{
+    uptr p = (uptr)s;
+    return n > 0 && scan_class(p, p + n, C_TCHAR) == p + n;
+}
+
+int lx_http1_list_has(const char *v, size_t n, const char *lower, size_t len)
+{
+    uptr p = (uptr)v, e = p + n, es, ee;
+    while ((p = next_elem(p, e, &es, &ee)) != NULL)
+        if ((size_t)(ee - es) == len &&
+            lx_caseeq((const char *)es, lower, len))
+            return 1;
+    return 0;
+}
+
 /* Whether SP or HTAB is among the n bytes at v. */
 static int has_ows(uptr v, size_t n)
 {
@@ -243,42 +244,42 @@ static int header_semantics(facts_t *f, uptr n, size_t nlen, uptr v,
 
     switch (nlen) {
     case 4:
-        if (!lit_ieq(n, nlen, LIT("host")))
+        if (!LX_CASEEQ_LIT(n, nlen, "host"))
             return 0;
         if (f->host_seen)
             return 400;
         f->host_seen = 1;
         return has_ows(v, vlen) ? 400 : 0;
     case 6:
-        if (!lit_ieq(n, nlen, LIT("expect")))
+        if (!LX_CASEEQ_LIT(n, nlen, "expect"))
             return 0;
-        if (lit_ieq(v, vlen, LIT("100-continue")))
+        if (LX_CASEEQ_LIT(v, vlen, "100-continue"))
             f->expect100 = 1;
         return 0;
     case 10:
-        if (!lit_ieq(n, nlen, LIT("connection")))
+        if (!LX_CASEEQ_LIT(n, nlen, "connection"))
             return 0;
         q = v;
         while ((q = next_elem(q, ve, &es, &ee)) != NULL) {
             size_t el = (size_t)(ee - es);
-            if (lit_ieq(es, el, LIT("close")))
+            if (LX_CASEEQ_LIT(es, el, "close"))
                 f->conn_close = 1;
-            else if (lit_ieq(es, el, LIT("keep-alive")))
+            else if (LX_CASEEQ_LIT(es, el, "keep-alive"))
                 f->conn_keepalive = 1;
-            else if (lit_ieq(es, el, LIT("upgrade")))
+            else if (LX_CASEEQ_LIT(es, el, "upgrade"))
                 f->conn_upgrade = 1;
         }
         return 0;
     case 12:
         /* A singleton field: two would reach the application joined. */
-        if (!lit_ieq(n, nlen, LIT("content-type")))
+        if (!LX_CASEEQ_LIT(n, nlen, "content-type"))
             return 0;
         if (f->ct_seen)
             return 400;
         f->ct_seen = 1;
         return 0;
     case 14:
-        if (!lit_ieq(n, nlen, LIT("content-length")))
+        if (!LX_CASEEQ_LIT(n, nlen, "content-length"))
             return 0;
         /* A second one, even equal, and any sign, space or list are refused:
          * two parsers that disagree on the length is how smuggling starts. */
@@ -299,7 +300,7 @@ static int header_semantics(facts_t *f, uptr n, size_t nlen, uptr v,
         f->cl_seen = 1;
         return 0;
     case 17:
-        if (!lit_ieq(n, nlen, LIT("transfer-encoding")))
+        if (!LX_CASEEQ_LIT(n, nlen, "transfer-encoding"))
             return 0;
         if (minor == 0 || f->cl_seen)
             return 400;
@@ -314,7 +315,7 @@ static int header_semantics(facts_t *f, uptr n, size_t nlen, uptr v,
                     return 400;
             if (f->te_chunked)
                 return 400; /* chunked twice, or not last */
-            if (lit_ieq(es, (size_t)(ee - es), LIT("chunked")))
+            if (LX_CASEEQ_LIT(es, (size_t)(ee - es), "chunked"))
                 f->te_chunked = 1;
             else
                 f->te_other = 1;

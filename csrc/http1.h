@@ -57,6 +57,14 @@ typedef struct {
 int lx_http1_parse_request(const char *buf, size_t len, lx_http1_req_t *req,
                            const lx_http1_limits_t *limits, int *status);
 
+/* Whether s[0..n) is a token (RFC 9110 5.6.2): what a field name is. */
+int lx_http1_is_token(const char *s, size_t n);
+
+/* Whether the comma-separated list value v[0..n) (no control byte but
+ * HTAB) has the element lower[0..len), a lower-case token, case aside:
+ * "close" in "Keep-Alive, Close". */
+int lx_http1_list_has(const char *v, size_t n, const char *lower, size_t len);
+
 /* Chunked body decoder: an explicit state machine fed any split of input. */
 typedef struct {
     uint64_t remaining; /* bytes left in the current chunk's data */

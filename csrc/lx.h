@@ -24,11 +24,13 @@
 #define LX_UNLIKELY(x) (x)
 #endif
 
-/* Case-insensitive equality of n bytes of a token s (RFC 9110 tchar: a
- * header name) with lower, a lower-case literal of letters, digits and
- * '-'. Setting bit 0x20 folds the case of letters and maps no other token
- * byte onto those characters, so eight bytes compare at once; from eight
- * bytes on, the last word overlaps the one before. */
+/* Case-insensitive equality of n bytes at s with lower, a lower-case
+ * literal of letters, digits and '-'. s holds a token or a field value: no
+ * control byte but HTAB. Setting bit 0x20 then folds the case of letters
+ * and maps no other byte of s onto those characters (only CR and 0x10-0x19
+ * would), so eight bytes compare at once; from eight bytes on, the last
+ * word overlaps the one before. The one case-insensitive compare of the
+ * engine. */
 static inline int lx_caseeq(const char *s, const char *lower, size_t n)
 {
     const uint64_t fold = 0x2020202020202020ull;
@@ -50,6 +52,10 @@ static inline int lx_caseeq(const char *s, const char *lower, size_t n)
     memcpy(&b, lower + n - 8, 8);
     return (a | fold) == b;
 }
+
+/* s[0..n) equals the literal lit, case aside (lx_caseeq's terms). */
+#define LX_CASEEQ_LIT(s, n, lit) \
+    ((n) == sizeof(lit) - 1 && lx_caseeq((const char *)(s), lit, (n)))
 
 /* Eight bytes at a time: the word of eight bytes b, and whether a byte of
  * the word x is below n (n <= 128) or is b. Exact as a yes or no (not as
