@@ -53,6 +53,10 @@ KEEPALIVE = 30  # server keep-alive timeout, where a server has the option
 IDLE_CONNS = 5000
 AB_N, AB_C = 10000, 1000
 BUDGET = 20 * 60  # seconds: the whole default run must stay under this
+# --baseline REV: that revision of lichen, checked out and built here, runs
+# beside this one as "lichen-base"
+BASELINE_DIR = os.path.join(HERE, ".baseline")
+baseline = None  # the checkout's directory, once made
 
 # --------------------------------------------------------------- servers
 # name -> (how it is started, package in the peers venv or None, note)
@@ -60,6 +64,8 @@ SERVERS = {
     "c-ref": ("ref", None, "bench/ref/ref_server.c, gcc -O2: canned hello "
               "response, no Python (the floor)"),
     "lichen": ("lichen", None, "python -m lichen"),
+    "lichen-base": ("lichen", None, "python -m lichen, the --baseline "
+                    "revision"),
     "bjoern": ("launch", "bjoern", "bjoern.run"),
     "fastwsgi": ("launch", "fastwsgi", "fastwsgi.run"),
     "meinheld": ("launch", "meinheld", "meinheld.server.run"),
@@ -83,6 +89,7 @@ TWO_WORKERS = {"granian", "pyuwsgi", "gunicorn-sync", "gunicorn-gthread",
                "gunicorn-gevent", "fastwsgi"}
 NO_TWO_WORKERS = {
     "lichen": "n/a: no --workers yet",
+    "lichen-base": "n/a: no --workers yet",
     "c-ref": "n/a: one process by design",
 }
 PEER_PACKAGES = ["gevent", "gunicorn", "bjoern", "fastwsgi", "meinheld",
@@ -218,6 +225,30 @@ def build_ref():
              REF_SRC])
     if r.returncode:
         raise Abort("could not build the C reference server:\n" + r.stderr)
+
+
+def make_baseline(rev):
+    """Check out rev of this repository into bench/.baseline/REV (once) and
+    build its extension in place, with the project venv's Python."""
+    r = run(["git", "-C", ROOT, "rev-parse", "--verify", rev + "^{commit}"])
+    if r.returncode:
+        raise Abort("--baseline: no such revision %r" % rev)
+    commit = r.stdout.strip()
+    where = os.path.join(BASELINE_DIR, commit[:12])
+    if not os.path.isdir(where):
+        log("checking out %s into %s ..." % (rev, os.path.relpath(where)))
+        os.makedirs(BASELINE_DIR, exist_ok=True)
+        r = run(["git", "-C", ROOT, "worktree", "add", "--detach", "-f",
+                 where, commit])
+        if r.returncode:
+            raise Abort("--baseline: git worktree add failed:\n" + r.stderr)
+    if not any(f.startswith("_lichen") and f.endswith(".so")
+               for f in os.listdir(os.path.join(where, "lichen"))):
+        log("building the baseline's engine ...")
+        r = run([LICHEN_PY, "setup.py", "build_ext", "--inplace"], cwd=where)
+        if r.returncode:
+            raise Abort("--baseline: the build failed:\n" + r.stderr[-2000:])
+    return where
 
 
 def versions(peers):
@@ -373,10 +404,13 @@ class Server:
         self.proc = None
 
     def start(self, procs):
+        env = None
+        if self.name == "lichen-base":
+            env = dict(os.environ, PYTHONPATH=baseline)
         self.proc = subprocess.Popen(
             server_cmd(self.name, self.port, self.workers), cwd=HERE,
             stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log,
-            start_new_session=True, preexec_fn=raise_nofile)
+            start_new_session=True, preexec_fn=raise_nofile, env=env)
         procs.append(self.proc)
         deadline = time.monotonic() + 20
         url = "http://%s:%d/" % (HOST, self.port)
@@ -819,6 +853,7 @@ def chart(results, servers, scenarios, path):
 # --------------------------------------------------------------- main
 
 def main():
+    global baseline
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--only", default="",
                     help="comma-separated servers (default: all): "
@@ -838,6 +873,10 @@ def main():
                     "(default docs/benchmarks)")
     ap.add_argument("--name", default="results",
                     help="base name of the page and chart (default results)")
+    ap.add_argument("--baseline", metavar="REV",
+                    help="also run lichen at git revision REV (checked out "
+                    "and built in bench/.baseline) as lichen-base, side by "
+                    "side with this tree's")
     ap.add_argument("--list", action="store_true",
                     help="list servers and scenarios, and exit")
     args = ap.parse_args()
@@ -848,7 +887,11 @@ def main():
             print("scenario %-22s %s" % (n, sc["title"]))
         return 0
     servers = [s.strip() for s in args.only.split(",") if s.strip()] \
-        or list(SERVERS)
+        or [s for s in SERVERS if s != "lichen-base"]
+    if args.baseline and "lichen-base" not in servers:
+        servers.append("lichen-base")
+    if "lichen-base" in servers and not args.baseline:
+        ap.error("lichen-base runs the --baseline revision: give --baseline")
     scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()] \
         or list(SCENARIOS)
     for s in servers:
@@ -891,6 +934,8 @@ def main():
     route_problems = {}
     try:
         check_system()
+        if args.baseline:
+            baseline = make_baseline(args.baseline)
         peers = sorted({SERVERS[s][1] for s in servers if SERVERS[s][1]})
         install_failed = install_peers(peers + ["matplotlib"])
         if "c-ref" in servers:
@@ -930,6 +975,8 @@ def main():
         cmd += " --repeat %d" % args.repeat
     if args.name != "results":
         cmd += " --name " + args.name
+    if args.baseline:
+        cmd += " --baseline " + args.baseline
     sections = [table(s, servers, results) for s in scenarios]
     for what in NOT_YET:
         sections.append("### %s\n\nnot yet (capability missing)" % what)
