@@ -1,7 +1,8 @@
 /* The greenlet bridge: the only file that includes greenlet.h, whose API
  * table is static (one copy per including file). New references returned
- * by the greenlet API are released by the callers here. */
-#include "engine.h"
+ * by the greenlet API are released by the callers here. Also the two
+ * switches of the hub: into a greenlet, and back. */
+#include "green.h"
 
 #include <greenlet.h>
 
@@ -20,9 +21,7 @@
 int lx_green_import(void)
 {
     PyGreenlet_Import();
-    if (_PyGreenlet_API == NULL)
-        return -1;
-    return 0;
+    return PyErr_Occurred() ? -1 : 0;
 }
 
 PyObject *lx_green_current(void)
@@ -57,7 +56,47 @@ int lx_green_set_parent(PyObject *g, PyObject *parent)
     return PyGreenlet_SetParent((PyGreenlet *)g, (PyGreenlet *)parent);
 }
 
+int lx_green_dead(PyObject *g)
+{
+    return PyGreenlet_STARTED((PyGreenlet *)g) &&
+           !PyGreenlet_ACTIVE((PyGreenlet *)g);
+}
+
 int lx_green_is_exit(PyObject *exc)
 {
     return exc != NULL && PyErr_GivenExceptionMatches(exc, PyExc_GreenletExit);
+}
+
+void lx_hub_resume(lx_server_t *srv, PyObject *g)
+{
+    Py_INCREF(g);
+    PyObject *r = lx_green_switch(g);
+    Py_DECREF(g);
+    if (r != NULL) {
+        Py_DECREF(r);
+    } else if (PyErr_ExceptionMatches(PyExc_Exception)) {
+        PyErr_WriteUnraisable((PyObject *)srv);
+    } else {
+        PyObject *exc = lx_err_get();
+        if (lx_green_is_exit(exc) || srv->pending_exc != NULL)
+            Py_DECREF(exc);
+        else
+            srv->pending_exc = exc;
+    }
+}
+
+PyObject *lx_hub_wait(lx_server_t *srv)
+{
+    if (!srv->in_turn && lx_loop_deadline(srv->loop, 0) < 0)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    return lx_green_switch(srv->hub);
+}
+
+int lx_hub_wait_quiet(lx_server_t *srv)
+{
+    PyObject *r = lx_hub_wait(srv);
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    return 0;
 }

@@ -1,8 +1,11 @@
-/* wsgi.input: the request body read lazily from the connection's buffer,
+/* The request body: wsgi.input, read lazily from the connection,
  * Content-Length or chunked, never buffered whole. */
-#include "engine.h"
+#include "input.h"
 
 #include <string.h>
+
+#include "wait.h"
+#include "output.h"
 
 /* Reads of at least this much go straight from the socket into the
  * application's bytes when nothing is buffered. */
@@ -12,15 +15,70 @@ struct InputObject {
     PyObject_HEAD lx_req_t *req;
 };
 
+static const char continue_line[] = "HTTP/1.1 100 Continue\r\n\r\n";
+
 /* ------------------------------------------------------------------ */
 /* the body stream */
 
-static int body_fail(lx_req_t *r, int status, const char *msg)
+int lx_body_start(lx_req_t *r)
+{
+    r->body_error = 0;
+    r->body_read = 0;
+    r->body_done = 0;
+    r->expect_pending = 0;
+    if (r->h.flags & LX_REQ_CHUNKED) {
+        r->body_mode = LX_BODY_CHUNKED;
+        lx_chunked_init(&r->chunked);
+    } else if (r->h.content_length > 0) {
+        r->body_mode = LX_BODY_LENGTH;
+        r->body_remaining = (uint64_t)r->h.content_length;
+        if (r->srv->limit_body && r->body_remaining > r->srv->limit_body)
+            return 413;
+    } else {
+        r->body_mode = LX_BODY_NONE;
+        r->body_done = 1;
+        return 0;
+    }
+    if ((r->h.flags & LX_REQ_EXPECT_100) && r->h.minor_version >= 1)
+        r->expect_pending = 1;
+    return 0;
+}
+
+/* The body cannot be read on: the connection ends after the response,
+ * which answers status if the application lets the error through. */
+static void body_stop(lx_req_t *r, int status)
 {
     r->body_error = status;
     r->body_done = 1;
-    r->resp_close = 1; /* framing lost or body refused: no more requests */
+    r->resp_close = 1;
+}
+
+static int body_fail(lx_req_t *r, int status, const char *msg)
+{
+    body_stop(r, status);
     PyErr_SetString(r->srv->st->BodyError, msg);
+    return -1;
+}
+
+/* Wait for body bytes; the first time, send the 100 Continue the client
+ * waits for (after the batch's earlier responses). 0, or -1 with an
+ * exception. */
+static int body_wait(lx_req_t *r)
+{
+    if (r->expect_pending) {
+        r->expect_pending = 0;
+        if (!r->head_sent) {
+            struct iovec iov = {(void *)continue_line,
+                                sizeof(continue_line) - 1};
+            if (lx_out_flush(r) < 0 ||
+                lx_conn_writev(r->conn, &iov, 1, "100 Continue") < 0)
+                return -1;
+        }
+    }
+    if (lx_conn_wait(r->conn, LX_EV_READ) == 0)
+        return 0;
+    if (PyErr_ExceptionMatches(PyExc_TimeoutError))
+        body_stop(r, 408);
     return -1;
 }
 
@@ -87,7 +145,8 @@ static int body_peek(lx_req_t *r, const char **p, size_t *n)
         int rc = body_buffered(r, p, n);
         if (rc != LX_AGAIN)
             return rc;
-        if (lx_conn_fill(r, 1) < 0)
+        Py_ssize_t got = lx_conn_recv(r->conn);
+        if (got < 0 || (got == 0 && body_wait(r) < 0))
             return -1;
     }
 }
@@ -133,11 +192,7 @@ int lx_body_discard(lx_req_t *r)
         int rc = body_buffered(r, &p, &n);
         if (rc == 0)
             return 1;
-        if (rc != 1) {
-            PyErr_Clear();
-            return 0;
-        }
-        if (body_consume(r, n) < 0) {
+        if (rc != 1 || body_consume(r, n) < 0) {
             PyErr_Clear();
             return 0;
         }
@@ -147,37 +202,118 @@ int lx_body_discard(lx_req_t *r)
 /* ------------------------------------------------------------------ */
 /* reading into Python bytes */
 
-typedef struct {
-    PyObject *bytes;
-    size_t len, cap;
-} builder_t;
-
-static int builder_grow(builder_t *bl, size_t need)
+/* Exactly n bytes of a Content-Length body into dst: 0, or -1. */
+static int read_exact(lx_req_t *r, char *dst, size_t n)
 {
-    if (bl->len + need <= bl->cap)
-        return 0;
-    size_t cap = bl->cap ? bl->cap : 256;
-    while (cap < bl->len + need)
-        cap *= 2;
-    if (bl->bytes == NULL) {
-        bl->bytes = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)cap);
-        if (bl->bytes == NULL)
+    while (n > 0) {
+        lx_buf_t *b = r->conn->rbuf;
+        if ((b == NULL || lx_buf_avail(b) == 0) && n >= DIRECT_READ_MIN) {
+            /* Nothing buffered and much wanted: read straight into the
+             * result, no copy and far fewer calls. */
+            Py_ssize_t k = lx_conn_read(r->conn, dst, n);
+            if (k < 0 || (k == 0 && body_wait(r) < 0))
+                return -1;
+            dst += k;
+            n -= (size_t)k;
+            r->body_read += (uint64_t)k;
+            r->body_remaining -= (uint64_t)k;
+            if (r->body_remaining == 0)
+                r->body_done = 1;
+            continue;
+        }
+        const char *p;
+        size_t k;
+        int rc = body_peek(r, &p, &k);
+        if (rc <= 0) {
+            if (rc == 0) /* the body was cut off (by a failed read) */
+                PyErr_SetString(r->srv->st->BodyError,
+                                "the request body ended early");
             return -1;
-    } else if (_PyBytes_Resize(&bl->bytes, (Py_ssize_t)cap) < 0) {
-        return -1;
+        }
+        if (k > n)
+            k = n;
+        memcpy(dst, p, k);
+        dst += k;
+        n -= k;
+        (void)body_consume(r, k); /* cannot fail with a Content-Length */
     }
-    bl->cap = cap;
     return 0;
 }
 
-static PyObject *builder_finish(builder_t *bl)
+/* Bytes of unknown length gathered in C, then copied once into bytes. */
+typedef struct {
+    char *data;
+    size_t len, cap;
+} builder_t;
+
+static int builder_add(builder_t *bl, const char *p, size_t n)
 {
-    if (bl->bytes == NULL)
-        return PyBytes_FromStringAndSize(NULL, 0);
-    if (bl->len != bl->cap &&
-        _PyBytes_Resize(&bl->bytes, (Py_ssize_t)bl->len) < 0)
-        return NULL;
-    return bl->bytes;
+    if (bl->len + n > bl->cap) {
+        size_t cap = bl->cap ? bl->cap : 256;
+        while (cap < bl->len + n)
+            cap *= 2;
+        char *d = PyMem_Realloc(bl->data, cap);
+        if (d == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        bl->data = d;
+        bl->cap = cap;
+    }
+    memcpy(bl->data + bl->len, p, n);
+    bl->len += n;
+    return 0;
+}
+
+static PyObject *builder_finish(builder_t *bl, int ok)
+{
+    PyObject *res =
+        ok ? PyBytes_FromStringAndSize(bl->data, (Py_ssize_t)bl->len) : NULL;
+    PyMem_Free(bl->data);
+    return res;
+}
+
+/* Up to limit bytes of the body, up to and including a newline if
+ * line: short only at the end of the body. */
+static PyObject *read_some(lx_req_t *r, size_t limit, int line)
+{
+    builder_t bl = {NULL, 0, 0};
+    while (bl.len < limit) {
+        const char *p;
+        size_t n;
+        int rc = body_peek(r, &p, &n);
+        if (rc < 0)
+            return builder_finish(&bl, 0);
+        if (rc == 0)
+            break;
+        if (n > limit - bl.len)
+            n = limit - bl.len;
+        const char *nl = line ? memchr(p, '\n', n) : NULL;
+        if (nl != NULL)
+            n = (size_t)(nl - p) + 1;
+        if (builder_add(&bl, p, n) < 0 || body_consume(r, n) < 0)
+            return builder_finish(&bl, 0);
+        if (nl != NULL)
+            break;
+    }
+    return builder_finish(&bl, 1);
+}
+
+/* Up to want bytes (want < 0: all). Returns short only at the end. */
+static PyObject *read_body(lx_req_t *r, Py_ssize_t want)
+{
+    size_t limit = want < 0 ? SIZE_MAX : (size_t)want;
+    if (r->body_mode == LX_BODY_CHUNKED && !r->body_done)
+        return read_some(r, limit, 0);
+    /* A Content-Length body: what is left is known, so the bytes object
+     * is made at its final size and filled in place. */
+    size_t rem = r->body_done ? 0 : (size_t)r->body_remaining;
+    if (limit > rem)
+        limit = rem;
+    PyObject *res = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)limit);
+    if (res != NULL && read_exact(r, PyBytes_AS_STRING(res), limit) < 0)
+        Py_CLEAR(res);
+    return res;
 }
 
 static lx_req_t *input_req(PyObject *self)
@@ -189,99 +325,6 @@ static lx_req_t *input_req(PyObject *self)
         return NULL;
     }
     return r;
-}
-
-/* Read up to want bytes (want < 0: all). Returns short only at the end. */
-static PyObject *read_body(lx_req_t *r, Py_ssize_t want)
-{
-    builder_t bl = {NULL, 0, 0};
-    size_t limit = want < 0 ? SIZE_MAX : (size_t)want;
-    if (r->body_mode == LX_BODY_LENGTH && !r->body_done) {
-        size_t rem = (size_t)r->body_remaining;
-        if (limit > rem)
-            limit = rem;
-        if (builder_grow(&bl, limit) < 0)
-            return NULL;
-    }
-    while (bl.len < limit) {
-        const char *p;
-        size_t n;
-        lx_buf_t *b = r->conn->rbuf;
-        if (r->body_mode == LX_BODY_LENGTH && !r->body_done &&
-            (b == NULL || lx_buf_avail(b) == 0) &&
-            limit - bl.len >= DIRECT_READ_MIN) {
-            /* Nothing buffered and much wanted: read straight into the
-             * result, no copy and far fewer calls. */
-            Py_ssize_t k = lx_conn_read(
-                r, PyBytes_AS_STRING(bl.bytes) + bl.len, limit - bl.len, 1);
-            if (k < 0) {
-                Py_XDECREF(bl.bytes);
-                return NULL;
-            }
-            bl.len += (size_t)k;
-            r->body_read += (uint64_t)k;
-            r->body_remaining -= (uint64_t)k;
-            if (r->body_remaining == 0)
-                r->body_done = 1;
-            continue;
-        }
-        int rc = body_peek(r, &p, &n);
-        if (rc < 0) {
-            Py_XDECREF(bl.bytes);
-            return NULL;
-        }
-        if (rc == 0)
-            break;
-        if (n > limit - bl.len)
-            n = limit - bl.len;
-        if (builder_grow(&bl, n) < 0) {
-            Py_XDECREF(bl.bytes);
-            return NULL;
-        }
-        memcpy(PyBytes_AS_STRING(bl.bytes) + bl.len, p, n);
-        bl.len += n;
-        if (body_consume(r, n) < 0) {
-            Py_XDECREF(bl.bytes);
-            return NULL;
-        }
-    }
-    return builder_finish(&bl);
-}
-
-static PyObject *read_line(lx_req_t *r, Py_ssize_t size)
-{
-    builder_t bl = {NULL, 0, 0};
-    size_t limit = size < 0 ? SIZE_MAX : (size_t)size;
-    while (bl.len < limit) {
-        const char *p;
-        size_t n;
-        int rc = body_peek(r, &p, &n);
-        if (rc < 0) {
-            Py_XDECREF(bl.bytes);
-            return NULL;
-        }
-        if (rc == 0)
-            break;
-        if (n > limit - bl.len)
-            n = limit - bl.len;
-        const char *nl = memchr(p, '\n', n);
-        int done = nl != NULL;
-        if (done)
-            n = (size_t)(nl - p) + 1;
-        if (builder_grow(&bl, n) < 0) {
-            Py_XDECREF(bl.bytes);
-            return NULL;
-        }
-        memcpy(PyBytes_AS_STRING(bl.bytes) + bl.len, p, n);
-        bl.len += n;
-        if (body_consume(r, n) < 0) {
-            Py_XDECREF(bl.bytes);
-            return NULL;
-        }
-        if (done)
-            break;
-    }
-    return builder_finish(&bl);
 }
 
 static int size_arg(PyObject *const *args, Py_ssize_t nargs, Py_ssize_t *out)
@@ -316,7 +359,7 @@ static PyObject *input_readline(PyObject *self, PyObject *const *args,
     lx_req_t *r = input_req(self);
     if (r == NULL || size_arg(args, nargs, &size) < 0)
         return NULL;
-    return read_line(r, size);
+    return read_some(r, size < 0 ? SIZE_MAX : (size_t)size, 1);
 }
 
 static PyObject *input_readlines(PyObject *self, PyObject *const *args,
@@ -331,7 +374,7 @@ static PyObject *input_readlines(PyObject *self, PyObject *const *args,
         return NULL;
     Py_ssize_t total = 0;
     for (;;) {
-        PyObject *line = read_line(r, -1);
+        PyObject *line = read_some(r, SIZE_MAX, 1);
         if (line == NULL) {
             Py_DECREF(lines);
             return NULL;
@@ -359,7 +402,7 @@ static PyObject *input_next(PyObject *self)
     lx_req_t *r = input_req(self);
     if (r == NULL)
         return NULL;
-    PyObject *line = read_line(r, -1);
+    PyObject *line = read_some(r, SIZE_MAX, 1);
     if (line != NULL && PyBytes_GET_SIZE(line) == 0) {
         Py_DECREF(line);
         return NULL; /* StopIteration */
@@ -408,12 +451,7 @@ InputObject *lx_input_new(lx_state_t *st)
     return in;
 }
 
-void lx_input_attach(InputObject *in, lx_req_t *r)
+void lx_input_bind(InputObject *in, lx_req_t *r)
 {
     in->req = r;
-}
-
-void lx_input_detach(InputObject *in)
-{
-    in->req = NULL;
 }

@@ -1,16 +1,16 @@
-/* The lichen._lichen module: state, types, interned keys, debug counters. */
+/* The lichen._lichen module: its state, types, interned strings and the
+ * debug counters of live engine objects. */
 #include "engine.h"
 
-#include <stdatomic.h>
+#include "conn.h"
+#include "environ.h"
+#include "green.h"
+#include "input.h"
+#include "pool.h"
+#include "response.h"
+#include "result.h"
 
-extern PyType_Spec lx_server_spec, lx_worker_spec;
-
-static atomic_long counters[2];
-
-long lx_debug_count(int which, int delta)
-{
-    return atomic_fetch_add(&counters[which], delta) + delta;
-}
+extern PyType_Spec lx_server_spec;
 
 static lx_state_t *get_state(PyObject *m)
 {
@@ -23,9 +23,8 @@ static PyObject *live_counts(PyObject *m, PyObject *unused)
     (void)unused;
     long pooled = lx_buf_pooled();
     return Py_BuildValue("{s:l,s:l,s:l,s:l,s:l}", "connections",
-                         atomic_load(&counters[LX_COUNT_CONNS]), "buffers",
-                         lx_buf_live() - pooled, "pooled_buffers", pooled,
-                         "greenlets", atomic_load(&counters[LX_COUNT_WORKERS]),
+                         lx_conn_live(), "buffers", lx_buf_live() - pooled,
+                         "pooled_buffers", pooled, "greenlets", lx_pool_live(),
                          "held_outputs", lx_flush_held());
 }
 
@@ -73,7 +72,6 @@ static int module_exec(PyObject *m)
     if (lx_green_import() < 0)
         return -1;
     if ((st->server_type = add_type(m, &lx_server_spec, NULL)) == NULL ||
-        (st->worker_type = add_type(m, &lx_worker_spec, NULL)) == NULL ||
         (st->input_type = add_type(m, &lx_input_spec, NULL)) == NULL ||
         (st->start_response_type =
              add_type(m, &lx_start_response_spec, NULL)) == NULL ||
@@ -118,17 +116,12 @@ static int module_exec(PyObject *m)
     INTERN(v_http10, "HTTP/1.0");
     INTERN(v_http11, "HTTP/1.1");
     INTERN(v_GET, "GET");
-    INTERN(v_POST, "POST");
-    INTERN(v_HEAD, "HEAD");
-    INTERN(v_PUT, "PUT");
-    INTERN(v_DELETE, "DELETE");
-    INTERN(v_OPTIONS, "OPTIONS");
-    INTERN(v_PATCH, "PATCH");
     INTERN(s_close, "close");
     INTERN(s_fileno, "fileno");
     INTERN(s_tell, "tell");
     INTERN(s_seek, "seek");
-    if (lx_environ_init_state(st) < 0)
+    INTERN(s_read, "read");
+    if (lx_environ_init() < 0)
         return -1;
     return 0;
 }
@@ -137,7 +130,6 @@ static int module_traverse(PyObject *m, visitproc visit, void *arg)
 {
     lx_state_t *st = get_state(m);
     Py_VISIT(st->server_type);
-    Py_VISIT(st->worker_type);
     Py_VISIT(st->input_type);
     Py_VISIT(st->start_response_type);
     Py_VISIT(st->writer_type);

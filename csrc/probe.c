@@ -85,10 +85,12 @@ PyObject *lx_probe_decode_chunked(PyObject *m, PyObject *arg)
     (void)m;
     if (PyObject_GetBuffer(arg, &data, PyBUF_SIMPLE) < 0)
         return NULL;
-    PyObject *body = PyBytes_FromStringAndSize(NULL, data.len);
+    char *body = PyMem_Malloc(data.len ? (size_t)data.len : 1);
     PyObject *res = NULL;
-    if (body == NULL)
+    if (body == NULL) {
+        PyErr_NoMemory();
         goto done;
+    }
     lx_chunked_t d;
     lx_chunked_init(&d);
     const char *p = data.buf;
@@ -100,7 +102,7 @@ PyObject *lx_probe_decode_chunked(PyObject *m, PyObject *arg)
         left -= used;
         if (rc == LX_CHUNKED_DATA) {
             size_t k = left < d.remaining ? left : (size_t)d.remaining;
-            memcpy(PyBytes_AS_STRING(body) + out, p, k);
+            memcpy(body + out, p, k);
             out += k;
             p += k;
             left -= k;
@@ -112,16 +114,15 @@ PyObject *lx_probe_decode_chunked(PyObject *m, PyObject *arg)
             continue;
         }
         if (rc == LX_CHUNKED_END) {
-            if (_PyBytes_Resize(&body, (Py_ssize_t)out) < 0)
-                goto done;
-            res = Py_BuildValue("(On)", body, (Py_ssize_t)(data.len - left));
+            res = Py_BuildValue("(y#n)", body, (Py_ssize_t)out,
+                                (Py_ssize_t)(data.len - left));
             break;
         }
         res = rc == LX_AGAIN ? Py_NewRef(Py_None) : PyLong_FromLong(400);
         break;
     }
 done:
-    Py_XDECREF(body);
+    PyMem_Free(body);
     PyBuffer_Release(&data);
     return res;
 }

@@ -34,7 +34,8 @@ static inline int lx_timer_armed(const lx_timer_t *t)
 uint64_t lx_timer_list_next(const lx_timer_list_t *l);
 /* Unlink and fire every timer due at now; a callback may arm timers. */
 int lx_timer_list_expire(lx_timer_list_t *l, uint64_t now);
-/* Milliseconds on the monotonic clock. */
+/* Milliseconds and microseconds on the monotonic clock. */
 uint64_t lx_now_ms(void);
+uint64_t lx_now_us(void);
 
 #endif

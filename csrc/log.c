@@ -1,0 +1,134 @@
+/* The logs: errors through the server's Python callable, and the access
+ * log, formatted and buffered in C. */
+#include "log.h"
+
+#include <errno.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Buffered lines are written out at the end of the turn, or once they
+ * reach this size. */
+#define ALOG_FLUSH 65536
+
+void lx_log(lx_server_t *srv, int level, const char *msg, PyObject *exc)
+{
+    if (srv->log == NULL) {
+        if (exc != NULL) {
+            lx_err_set(Py_NewRef(exc));
+            PyErr_WriteUnraisable(NULL);
+        } else
+            PySys_FormatStderr("lichen: %s\n", msg);
+        return;
+    }
+    PyObject *r = PyObject_CallFunction(srv->log, "isO", level, msg,
+                                        exc ? exc : Py_None);
+    if (r == NULL)
+        PyErr_WriteUnraisable(srv->log);
+    else
+        Py_DECREF(r);
+}
+
+void lx_log_flush(lx_server_t *srv)
+{
+    size_t off = 0;
+    while (off < srv->alog_len) {
+        ssize_t n =
+            write(srv->access_fd, srv->alog + off, srv->alog_len - off);
+        if (n <= 0) {
+            if (n < 0 && errno == EINTR)
+                continue;
+            break;
+        }
+        off += (size_t)n;
+    }
+    srv->alog_len = 0;
+}
+
+static void put(lx_server_t *srv, const char *p, size_t n)
+{
+    if (srv->alog_len + n > srv->alog_cap) {
+        size_t cap = srv->alog_cap ? srv->alog_cap : ALOG_FLUSH;
+        while (cap < srv->alog_len + n)
+            cap *= 2;
+        char *np = PyMem_Realloc(srv->alog, cap);
+        if (np == NULL)
+            return;
+        srv->alog = np;
+        srv->alog_cap = cap;
+    }
+    memcpy(srv->alog + srv->alog_len, p, n);
+    srv->alog_len += n;
+}
+
+/* A str from the environ, escaped for a quoted log field. */
+static void field(lx_server_t *srv, PyObject *env, PyObject *key,
+                  const char *dflt)
+{
+    PyObject *v = PyDict_GetItemWithError(env, key);
+    const char *p = dflt;
+    Py_ssize_t n = (Py_ssize_t)strlen(dflt);
+    if (v != NULL && PyUnicode_Check(v) &&
+        PyUnicode_KIND(v) == PyUnicode_1BYTE_KIND) {
+        p = (const char *)PyUnicode_1BYTE_DATA(v);
+        n = PyUnicode_GET_LENGTH(v);
+    }
+    PyErr_Clear();
+    Py_ssize_t i;
+    for (i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)p[i];
+        if (ch == '"' || ch == '\\') {
+            char e[2] = {'\\', (char)ch};
+            put(srv, e, 2);
+        } else if (ch < 0x20 || ch >= 0x7f) {
+            char e[5];
+            snprintf(e, sizeof(e), "\\x%02x", ch);
+            put(srv, e, 4);
+        } else {
+            put(srv, (const char *)&p[i], 1);
+        }
+    }
+}
+
+void lx_log_access(lx_req_t *r)
+{
+    lx_server_t *srv = r->srv;
+    lx_state_t *st = srv->st;
+    PyObject *env = r->environ;
+    if (env == NULL)
+        return;
+    char tbuf[64];
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(tbuf, sizeof(tbuf), "[%d/%b/%Y:%H:%M:%S +0000]", &tm);
+    field(srv, env, st->k_REMOTE_ADDR, "-");
+    put(srv, " - - ", 5);
+    put(srv, tbuf, strlen(tbuf));
+    put(srv, " \"", 2);
+    field(srv, env, st->k_REQUEST_METHOD, "-");
+    put(srv, " ", 1);
+    field(srv, env, st->k_RAW_URI, "-");
+    put(srv, " ", 1);
+    field(srv, env, st->k_SERVER_PROTOCOL, "-");
+    char num[96];
+    int n;
+    if (r->resp_sent)
+        n = snprintf(num, sizeof(num), "\" %d %llu \"", r->status_code,
+                     (unsigned long long)r->resp_sent);
+    else
+        n = snprintf(num, sizeof(num), "\" %d - \"", r->status_code);
+    put(srv, num, (size_t)n);
+    field(srv, env, st->k_HTTP_REFERER, "-");
+    put(srv, "\" \"", 3);
+    field(srv, env, st->k_HTTP_USER_AGENT, "-");
+    uint64_t us = lx_now_us() - r->t_start;
+    n = snprintf(num, sizeof(num), "\" %llu.%06llu\n",
+                 (unsigned long long)(us / 1000000),
+                 (unsigned long long)(us % 1000000));
+    put(srv, num, (size_t)n);
+    /* Else at the end of the turn; outside one, the greenlet's switch to
+     * the hub makes the loop come round. */
+    if (srv->alog_len >= ALOG_FLUSH)
+        lx_log_flush(srv);
+}
