@@ -14,6 +14,9 @@
 void lx_log(lx_server_t *srv, int level, const char *msg, PyObject *exc)
 {
     if (srv->log == NULL) {
+        /* A bare engine (no log callable): warnings and errors only. */
+        if (level < LX_LOG_WARNING)
+            return;
         if (exc != NULL) {
             lx_err_set(Py_NewRef(exc));
             PyErr_WriteUnraisable(NULL);

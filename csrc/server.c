@@ -106,6 +106,12 @@ static int teardown(lx_server_t *srv)
 {
     if (srv->torn_down)
         return 0;
+    /* Greenlets of ours can only be switched to from their own thread;
+     * what they point at must stay until they are unwound. */
+    if (srv->hub != NULL && srv->hub_thread != PyThread_get_thread_ident() &&
+        (srv->pool.all != NULL || srv->dead != NULL ||
+         lx_conns_to_resume(srv)))
+        return -1;
     PyObject *me = lx_green_current();
     if (me == NULL)
         return -1;

@@ -1055,17 +1055,16 @@ static void test_helpers(void)
     CHECK(lx_http1_is_token("Content-Type", 12), "a plain name");
     CHECK(lx_http1_is_token("!#$%&'*+-.^_`|~09azAZ", 21), "every symbol");
     CHECK(!lx_http1_is_token("", 0), "empty");
-    const char *bad[] = {"X Y", "X:", "X\r", "X\n", "\"X\"", "X(", "X,",
-                         "X/", "X;", "X=", "X?", "X@", "X[", "X{", "X\x7f",
-                         "X\x80", "X\xff", "X\t"};
+    const char *bad[] = {"X Y", "X:", "X\r",   "X\n",   "\"X\"", "X(",
+                         "X,",  "X/", "X;",    "X=",    "X?",    "X@",
+                         "X[",  "X{", "X\x7f", "X\x80", "X\xff", "X\t"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         CHECK(!lx_http1_is_token(bad[i], strlen(bad[i])), "not a token: %s",
               bad[i]);
     for (int c = 0; c < 256; c++) {
         char name[12] = "abcdefghijk";
         name[c % 11] = (char)c;
-        int expect = c > 0x20 && c < 0x7f && !strchr("\"(),/:;<=>?@[\\]{}",
-                                                      c);
+        int expect = c > 0x20 && c < 0x7f && !strchr("\"(),/:;<=>?@[\\]{}", c);
         CHECK(lx_http1_is_token(name, 11) == expect, "byte 0x%02x", c);
     }
 #define HAS(v, t) lx_http1_list_has(v, strlen(v), t, strlen(t))
