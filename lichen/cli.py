@@ -14,7 +14,7 @@ import sys
 import traceback
 
 from . import __version__
-from .config import OPTIONS, ConfigError, validate
+from .config import DEFAULT_BIND, OPTIONS, ConfigError, validate
 from .server import BindError, EngineMissing, Server, run
 
 PROG = "lichen"
@@ -41,7 +41,7 @@ def build_parser():
     parser.add_argument("app", metavar="APP", help="the WSGI application")
     parser.add_argument(
         "-b", "--bind", action="append", metavar="ADDRESS",
-        help="address to listen on, repeatable (default: 127.0.0.1:8000)")
+        help=f"address to listen on, repeatable (default: {DEFAULT_BIND})")
     by_name = {o.name: o for o in OPTIONS}
     for name in ["backlog", "defer_accept", "keepalive", "timeout_header",
                  "timeout_body", "timeout_write", "graceful_timeout",
@@ -196,7 +196,6 @@ def main(argv=None):
              if getattr(args, o.name, None) is not None}
     try:
         cfg = validate(given, cli=True)
-        bind = args.bind or ["127.0.0.1:8000"]
         if args.chdir:
             try:
                 os.chdir(args.chdir)
@@ -207,16 +206,13 @@ def main(argv=None):
         if cwd not in sys.path:
             sys.path.insert(0, cwd)
         app = load_app(args.app, factory=args.factory)
-        server = Server(app, bind=bind, **cfg)
+        server = Server(app, bind=args.bind, config=cfg)
     except (StartupError, ConfigError, BindError, EngineMissing) as exc:
         return _fail(str(exc), exc, args.traceback)
     except Exception as exc:
         return _fail(f"start-up failed: {type(exc).__name__}: {exc}", exc,
                      args.traceback)
-    for url in server.urls:
-        sys.stderr.write(f"{PROG} {__version__} listening on {url}\n")
-    sys.stderr.flush()
-    run(server, announce=False)
+    run(server)
     return 0
 
 

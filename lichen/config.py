@@ -13,11 +13,14 @@ import re
 
 __all__ = [
     "ConfigError",
+    "Config",
     "OPTIONS",
     "DEFAULTS",
+    "DEFAULT_BIND",
     "LOG_LEVELS",
     "BindSpec",
     "parse_bind",
+    "format_host_port",
     "validate",
     "engine_options",
 ]
@@ -42,13 +45,13 @@ _MAX_INT = 2**62
 
 
 class Option:
-    """One option: its kind decides parsing from text and the checks."""
+    """One option: its kind says how a value is parsed and checked."""
 
     def __init__(self, name, default, kind, help, minimum=None, maximum=None,
                  metavar=None):
         self.name = name
         self.default = default
-        self.kind = kind  # "seconds", "int", "choice", "str", "path"
+        self.kind = kind  # a key of KINDS
         self.help = help
         self.minimum = minimum
         self.maximum = maximum
@@ -93,16 +96,16 @@ OPTIONS = [
     Option("limit_request_body", 1073741824, "int",
            "maximum bytes of a request body, 0 for no limit (larger: 413)",
            minimum=0, metavar="BYTES"),
-    Option("access_log", None, "path",
+    Option("access_log", None, "file",
            "write an access log line per request: '-' for stdout or a file "
            "path (appended to); default none", metavar="FILE"),
-    Option("log_level", "info", "choice",
+    Option("log_level", "info", "log_level",
            "level of the error log on stderr: " + ", ".join(LOG_LEVELS),
            metavar="LEVEL"),
-    Option("server_header", None, "str",
+    Option("server_header", None, "text",
            "value of the Server response header; default none is sent",
            metavar="TEXT"),
-    Option("root_path", "", "str",
+    Option("root_path", "", "url_path",
            "SCRIPT_NAME of the application when it is mounted below '/' "
            "(e.g. /api behind a proxy)", metavar="PATH"),
 ]
@@ -154,39 +157,57 @@ def _check_int(opt, value, cli):
     return int(value)
 
 
-def _check(opt, value, cli):
-    if opt.kind == "seconds":
-        return _check_seconds(opt, value, cli)
-    if opt.kind == "int":
-        return _check_int(opt, value, cli)
-    if opt.kind == "choice":
-        if not isinstance(value, str) or value.lower() not in LOG_LEVELS:
-            _fail(opt, value, "expected one of " + ", ".join(LOG_LEVELS), cli)
-        return value.lower()
-    if opt.name == "server_header":
-        if value is None or value == "":
-            return None
-        if (not isinstance(value, str) or not value.isprintable()
-                or not value.isascii()):
-            _fail(opt, value, "expected printable ASCII text", cli)
-        return value
-    if opt.name == "root_path":
-        if value is None:
-            return ""
-        if not isinstance(value, str):
-            _fail(opt, value, "expected a path such as '/api'", cli)
-        value = value.rstrip("/")
-        if value and (not value.startswith("/") or not value.isprintable()
-                      or "?" in value or "#" in value):
-            _fail(opt, value, "expected a path such as '/api'", cli)
-        return value
-    if opt.name == "access_log":
-        if value is None or value == "":
-            return None
-        if not isinstance(value, (str, os.PathLike)):
-            _fail(opt, value, "expected '-' or a file path", cli)
-        return os.fspath(value)
-    raise AssertionError(opt.name)  # pragma: no cover
+def _check_log_level(opt, value, cli):
+    if not isinstance(value, str) or value.lower() not in LOG_LEVELS:
+        _fail(opt, value, "expected one of " + ", ".join(LOG_LEVELS), cli)
+    return value.lower()
+
+
+def _check_text(opt, value, cli):
+    """Printable ASCII, or None for none (an empty text too)."""
+    if value is None or value == "":
+        return None
+    if (not isinstance(value, str) or not value.isprintable()
+            or not value.isascii()):
+        _fail(opt, value, "expected printable ASCII text", cli)
+    return value
+
+
+def _check_url_path(opt, value, cli):
+    """A path such as /api, without the trailing slash; '' for none."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        _fail(opt, value, "expected a path such as '/api'", cli)
+    value = value.rstrip("/")
+    if value and (not value.startswith("/") or not value.isprintable()
+                  or "?" in value or "#" in value):
+        _fail(opt, value, "expected a path such as '/api'", cli)
+    return value
+
+
+def _check_file(opt, value, cli):
+    """'-' (stdout) or a file path; None for none."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, (str, os.PathLike)):
+        _fail(opt, value, "expected '-' or a file path", cli)
+    return os.fspath(value)
+
+
+KINDS = {
+    "seconds": _check_seconds,
+    "int": _check_int,
+    "log_level": _check_log_level,
+    "text": _check_text,
+    "url_path": _check_url_path,
+    "file": _check_file,
+}
+
+
+class Config(dict):
+    """Checked options, every name present: what validate() returns, and
+    what lichen.Server(config=...) takes without checking again."""
 
 
 def validate(values=None, *, cli=False, **kwargs):
@@ -202,11 +223,9 @@ def validate(values=None, *, cli=False, **kwargs):
     unknown = sorted(set(given) - set(OPTIONS_BY_NAME))
     if unknown:
         raise ConfigError("unknown option: " + ", ".join(unknown))
-    result = {}
-    for opt in OPTIONS:
-        value = given.get(opt.name, opt.default)
-        result[opt.name] = _check(opt, value, cli)
-    return result
+    return Config((opt.name, KINDS[opt.kind](opt, given.get(opt.name,
+                                                           opt.default), cli))
+                  for opt in OPTIONS)
 
 
 def engine_options(cfg, access_log_fd, log):
@@ -248,7 +267,9 @@ class BindSpec:
         return all(getattr(self, s) == getattr(other, s) for s in self.__slots__)
 
 
-_DEFAULT_PORT = 8000
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+DEFAULT_BIND = f"{DEFAULT_HOST}:{DEFAULT_PORT}"
 
 
 def _parse_port(text, spec):
@@ -256,6 +277,12 @@ def _parse_port(text, spec):
         raise ConfigError(
             f"invalid bind address {spec!r}: port must be 0-65535")
     return int(text)
+
+
+def format_host_port(host, port):
+    """HOST:PORT as --bind spells it ([HOST]:PORT for IPv6)."""
+    host = str(host)
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def parse_bind(spec):
@@ -286,7 +313,7 @@ def parse_bind(spec):
             raise ConfigError(
                 f"invalid bind address {spec!r}: expected [IPv6]:PORT")
         host = m.group(1)
-        port = _DEFAULT_PORT if m.group(2) is None else _parse_port(
+        port = DEFAULT_PORT if m.group(2) is None else _parse_port(
             m.group(2), spec)
         if ":" not in host:
             raise ConfigError(
@@ -304,5 +331,5 @@ def parse_bind(spec):
     host, sep, port = text.partition(":")
     if not host:
         raise ConfigError(f"invalid bind address {spec!r}: missing host")
-    port = _parse_port(port, spec) if sep else _DEFAULT_PORT
+    port = _parse_port(port, spec) if sep else DEFAULT_PORT
     return BindSpec(text, "tcp", host=host, port=port)

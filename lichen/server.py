@@ -8,10 +8,12 @@ import socket
 import stat
 import sys
 import threading
-import time
+import warnings
 
 from . import __version__, _logging
-from .config import ConfigError, engine_options, parse_bind, validate
+from .config import (DEFAULT_HOST, DEFAULT_PORT, OPTIONS_BY_NAME, Config,
+                     ConfigError, engine_options, format_host_port,
+                     parse_bind, validate)
 
 __all__ = ["Server", "serve", "BindError", "EngineMissing", "live_counts"]
 
@@ -62,12 +64,8 @@ class _Listener:
             except OSError:
                 pass
         self.family = sock.family
-
-    @property
-    def address(self):
-        if self.family == socket.AF_UNIX:
-            return self.sock.getsockname()
-        return self.sock.getsockname()[:2]
+        name = sock.getsockname()
+        self.address = name if self.family == socket.AF_UNIX else name[:2]
 
     @property
     def url(self):
@@ -238,45 +236,37 @@ class Server:
     """A WSGI server bound at construction; run it with serve_forever(),
     or drive it from another event loop with fileno() and run_once()."""
 
-    def __init__(self, app, host="127.0.0.1", port=8000, *, bind=None,
-                 sockets=None, backlog=2048, defer_accept=0.0, root_path="",
-                 keepalive=5.0,
-                 timeout_header=30.0, timeout_body=60.0, timeout_write=60.0,
-                 graceful_timeout=30.0, limit_request_line=8190,
-                 limit_request_fields=100, limit_request_field_size=8190,
-                 limit_request_body=1073741824, access_log=None,
-                 log_level="info", server_header=None):
+    _closed = True  # until __init__ has made everything
+
+    def __init__(self, app, host=None, port=None, *, bind=None, sockets=None,
+                 config=None, **options):
         if not callable(app):
             raise TypeError(f"app must be a WSGI callable, not "
                             f"{type(app).__name__}")
         self.app = app
-        self.options = validate(
-            backlog=backlog, defer_accept=defer_accept, root_path=root_path,
-            keepalive=keepalive,
-            timeout_header=timeout_header, timeout_body=timeout_body,
-            timeout_write=timeout_write, graceful_timeout=graceful_timeout,
-            limit_request_line=limit_request_line,
-            limit_request_fields=limit_request_fields,
-            limit_request_field_size=limit_request_field_size,
-            limit_request_body=limit_request_body, access_log=access_log,
-            log_level=log_level, server_header=server_header)
+        unknown = sorted(set(options) - set(OPTIONS_BY_NAME))
+        if unknown:
+            raise TypeError(f"Server() got an unexpected keyword argument "
+                            f"{unknown[0]!r}")
+        if config is None:
+            config = validate(options)
+        elif options or not isinstance(config, Config):
+            raise TypeError("config= takes what lichen.config.validate() "
+                            "returns, and no other option beside it")
+        self.options = config
         if isinstance(bind, str):
             bind = [bind]
         specs = [parse_bind(b) for b in (bind or [])]
         if not specs and not sockets:
-            host_text = f"[{host}]" if ":" in str(host) else str(host)
-            specs = [parse_bind(f"{host_text}:{port}")]
+            specs = [parse_bind(format_host_port(
+                DEFAULT_HOST if host is None else host,
+                DEFAULT_PORT if port is None else port))]
 
         self.log = _logging.configure(self.options["log_level"])
         self._engine = None
         self._listeners = []
         self._access_log_fd, self._access_log_owned = -1, False
-        self._lock = threading.Lock()
-        self._running = False  # a thread is inside serve_forever
-        self._loop_thread = None
-        self._owner = threading.get_ident()
-        self._torn_down = threading.Event()
-        self._closed = False
+        self._drained = threading.Event()  # the loop ended after a stop
         try:
             for sock in sockets or ():
                 self._listeners.append(
@@ -305,6 +295,7 @@ class Server:
         except BaseException:
             self._release()
             raise
+        self._closed = False
 
     # -- introspection -----------------------------------------------------
 
@@ -327,7 +318,8 @@ class Server:
         return self._engine.connections if self._engine is not None else 0
 
     def fileno(self):
-        """The engine's poll fd: readable when run_once() has work."""
+        """The engine's poll fd: readable whenever run_once(0) has work to
+        do (an event, a timer due, work queued)."""
         self._check_open()
         return self._engine.fileno()
 
@@ -338,131 +330,123 @@ class Server:
     # -- running -----------------------------------------------------------
 
     def _check_open(self):
-        if self._closed or self._engine is None:
+        if self._closed:
             raise RuntimeError("the server is closed")
 
     def serve_forever(self):
         """Serve until stop() (from a signal handler, the application or
         another thread) has drained the in-flight requests."""
-        with self._lock:
-            self._check_open()
-            if self._running:
-                raise RuntimeError("serve_forever() is already running")
-            if self._torn_down.is_set():
-                raise RuntimeError("the server has been stopped")
-            self._running = True
-            self._loop_thread = self._owner = threading.get_ident()
+        self._check_open()
+        if self._drained.is_set():
+            raise RuntimeError("the server has been stopped")
         in_main = threading.current_thread() is threading.main_thread()
         old_wakeup = None
+        if in_main:
+            old_wakeup = signal.set_wakeup_fd(self._engine.wakeup_fd,
+                                              warn_on_full_buffer=False)
         try:
+            # A signal handler that raises (KeyboardInterrupt) leaves the
+            # loop as it is: the caller may still stop() or close().
+            self._engine.serve_forever()
+        finally:
             if in_main:
-                old_wakeup = signal.set_wakeup_fd(self._engine.wakeup_fd,
-                                                  warn_on_full_buffer=False)
-            try:
-                self._engine.serve_forever()
-            finally:
-                if in_main:
-                    signal.set_wakeup_fd(old_wakeup)
-        except BaseException:
-            # A signal handler raised (KeyboardInterrupt): the loop is left
-            # as it is, so a caller may still stop() gracefully or close().
-            with self._lock:
-                self._running = False
-                self._loop_thread = None
-            raise
-        self._engine.close()
-        with self._lock:
-            self._running = False
-            self._loop_thread = None
-            self._torn_down.set()
+                signal.set_wakeup_fd(old_wakeup)
+        self._ended()
 
     def run_once(self, timeout=None):
-        """One loop iteration, waiting at most timeout seconds (None: until
-        something happens). True while serving, False once stopped."""
-        with self._lock:
-            self._check_open()
-            if self._running:
-                raise RuntimeError("serve_forever() is running")
-            if self._torn_down.is_set():
-                return False
-            self._owner = threading.get_ident()
+        """One turn of the loop, waiting at most timeout seconds (None:
+        until something happens). True while serving, False once stopped.
+        The greenlet that first drives the loop drives it for good."""
+        if self._drained.is_set():
+            return False
+        self._check_open()
         if self._engine.run_once(timeout):
             return True
-        self._engine.close()
-        self._torn_down.set()
+        self._ended()
         return False
+
+    def _ended(self):
+        """The loop ended after a stop: the engine has closed its
+        connections and greenlets; the listeners go too."""
+        self._close_listeners()
+        self._drained.set()
 
     def stop(self, timeout=None):
         """Graceful stop: stop accepting, close idle connections, give
-        in-flight requests timeout seconds (None: graceful_timeout) to finish,
-        then close them. Waits for the loop to end when it runs in another
-        thread or when this thread owns the loop and nothing runs it."""
+        in-flight requests timeout seconds (None: graceful_timeout) to
+        finish, then close them. Returns once the loop has ended, unless
+        called from inside it (an application, a signal handler), which
+        ends once drained."""
+        if self._closed or self._drained.is_set():
+            return
         if timeout is None:
             timeout = self.options["graceful_timeout"]
         timeout = max(0.0, float(timeout))
-        me = threading.get_ident()
-        with self._lock:
-            if self._closed:
+        engine = self._engine
+        engine.stop(timeout)
+        driver = engine.driver_thread
+        if driver is None:
+            # Never driven, so nothing was accepted: done at once, unless a
+            # thread has just begun to drive it.
+            try:
+                engine.close()
+            except RuntimeError:
+                driver = engine.driver_thread
+            else:
+                self._ended()
                 return
-            running, loop_thread = self._running, self._loop_thread
-            engine = self._engine
-        if not self._torn_down.is_set():
-            engine.stop(timeout)
-        if running and loop_thread == me:
-            # Called from inside the loop (an application or a signal
-            # handler): serve_forever() returns once drained.
-            return
-        if running or me != self._owner:
-            # Another thread runs (or drives) the loop: wait for it.
-            if not self._torn_down.wait(timeout + 5.0):
+        if driver != threading.get_ident():
+            # Another thread drives the loop: it ends the stop.
+            if not self._drained.wait(timeout + 5.0):
                 self.log.warning("stop: the loop did not end within %.1fs",
                                  timeout + 5.0)
-                return
-        else:
-            deadline = time.monotonic() + timeout + 5.0
-            while not self._torn_down.is_set():
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                self.run_once(min(left, 0.5))
-            if not self._torn_down.is_set():
-                self._engine.close()
-                self._torn_down.set()
-        self._close_listeners()
+        elif not engine.running:
+            # This thread drives it, and is not inside it: drive it to the
+            # end from here.
+            try:
+                while self.run_once(None):
+                    pass
+            except RuntimeError as exc:
+                if "driven by another greenlet" not in str(exc):
+                    raise
+                # That greenlet ends the stop as it drives the loop.
 
     def close(self):
         """Immediate stop: every connection closed, sockets released."""
-        with self._lock:
-            if self._closed:
-                return
-            running, loop_thread = self._running, self._loop_thread
-        if running:
-            if loop_thread == threading.get_ident():
-                raise RuntimeError("close() called from inside the loop; "
-                                   "use stop()")
-            self.stop(0)
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
+        if self._closed:
+            return
+        engine = self._engine
+        driver = engine.driver_thread
+        if driver is not None and driver != threading.get_ident():
+            self.stop(0)  # its thread tears it down
+        elif engine.running:
+            raise RuntimeError("close() called from inside the loop; "
+                               "use stop()")
         self._release()
 
     def _close_listeners(self):
         for listener in self._listeners:
             listener.close()
-        self._listeners_closed = True
 
     def _release(self):
+        self._closed = True
         if self._engine is not None:
-            if not self._torn_down.is_set():
-                self._engine.close()
-                self._torn_down.set()
+            self._engine.close()
         self._close_listeners()
         if self._access_log_owned:
             os.close(self._access_log_fd)
             self._access_log_owned = False
         self._access_log_fd = -1
-        self._closed = True
+
+    def __del__(self):
+        if self._closed or self._engine.running:
+            return
+        if not self._drained.is_set():
+            # Still listening, maybe serving: said as an unclosed file says
+            # it. (A server whose stop has drained only holds its access
+            # log, released quietly.)
+            warnings.warn(f"unclosed {self!r}", ResourceWarning, source=self)
+        self._release()
 
     def __enter__(self):
         return self
@@ -471,12 +455,13 @@ class Server:
         self.close()
 
 
-def run(server, *, announce=True):
-    """Run server in the main thread until SIGTERM (graceful stop) or SIGINT
-    (immediate stop), then close it. Returns the signal that ended it."""
-    if announce:
-        for url in server.urls:
-            server.log.info("Listening at: %s (%d)", url, os.getpid())
+def run(server):
+    """Run server in this (the main) thread until SIGTERM (graceful stop)
+    or SIGINT (immediate stop), then close it. Returns the signal that
+    ended it."""
+    server.log.info("Starting lichen %s", __version__)
+    for url in server.urls:
+        server.log.info("Listening at: %s (%d)", url, os.getpid())
     received = []
 
     def on_term(signum, frame):
@@ -487,6 +472,9 @@ def run(server, *, announce=True):
             server.stop()
 
     old_term = signal.signal(signal.SIGTERM, on_term)
+    # Whatever was inherited: a shell starts background jobs, and nohup
+    # its command, with SIGINT ignored, and Python then leaves it so.
+    old_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         try:
             server.serve_forever()
@@ -495,11 +483,12 @@ def run(server, *, announce=True):
             server.log.info("Received SIGINT: stopping")
     finally:
         signal.signal(signal.SIGTERM, old_term)
+        signal.signal(signal.SIGINT, old_int)
         server.close()
     return received[0] if received else None
 
 
-def serve(app, host="127.0.0.1", port=8000, **options):
+def serve(app, host=None, port=None, **options):
     """Serve app until SIGTERM (graceful) or Ctrl-C."""
     server = Server(app, host, port, **options)
     run(server)

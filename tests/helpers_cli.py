@@ -1,5 +1,5 @@
 """Helpers for the command line, API and framework tests: run lichen in a
-subprocess, find its ports from its "listening on" lines, talk HTTP to it."""
+subprocess, find its ports from its "Listening at" lines, talk HTTP to it."""
 
 import http.client
 import os
@@ -15,7 +15,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 APPS = REPO / "tests" / "apps"
 PYTHON = sys.executable
-LISTENING_RE = re.compile(r"^lichen (\S+) listening on (\S+)$")
+# The start-up lines, in the error log's format (gunicorn's):
+# [time] [pid] [INFO] Listening at: URL (pid)
+LISTENING_RE = re.compile(
+    r"^\[[^]]+\] \[(\d+)\] \[INFO\] Listening at: (\S+) \(\d+\)$")
 START_TIMEOUT = 20.0
 
 
@@ -32,16 +35,24 @@ def child_env(**extra):
     return env
 
 
+def ignore_sigint():
+    """In a child before exec: SIGINT ignored, as a shell starts a
+    background job (or nohup its command)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class LichenProcess:
     """A lichen server in a subprocess; stderr is collected by a thread."""
 
     def __init__(self, args, *, listeners=1, cwd=REPO, command=None,
-                 pass_fds=(), env=None, stdout=subprocess.DEVNULL):
+                 pass_fds=(), env=None, stdout=subprocess.DEVNULL,
+                 sigint_ignored=False):
         self.command = (command or [PYTHON, "-m", "lichen"]) + list(args)
         self.proc = subprocess.Popen(
             self.command, cwd=str(cwd), stdin=subprocess.DEVNULL,
             stdout=stdout, stderr=subprocess.PIPE, pass_fds=pass_fds,
-            env=env or child_env())
+            env=env or child_env(),
+            preexec_fn=ignore_sigint if sigint_ignored else None)
         self._lines = []
         self._cond = threading.Condition()
         self._reader = threading.Thread(target=self._read, daemon=True)

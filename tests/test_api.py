@@ -2,6 +2,7 @@
 and the option and bind-address checks shared with the command line."""
 
 import errno
+import gc
 import os
 import selectors
 import signal
@@ -10,10 +11,11 @@ import subprocess
 import textwrap
 import threading
 import time
+import warnings
 
 import pytest
 
-from helpers_cli import PYTHON, REPO, child_env, request
+from helpers_cli import PYTHON, REPO, child_env, ignore_sigint, request
 
 import lichen
 from lichen.config import ConfigError, DEFAULTS, parse_bind, validate
@@ -204,24 +206,30 @@ SERVE_SCRIPT = textwrap.dedent("""
 """)
 
 
-def start_serve():
+def start_serve(sigint_ignored=False):
     proc = subprocess.Popen(
         [PYTHON, "-c", SERVE_SCRIPT.format(apps=str(REPO / "tests" / "apps"))],
         cwd=str(REPO), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        env=child_env(), text=True)
+        env=child_env(), text=True,
+        preexec_fn=ignore_sigint if sigint_ignored else None)
+    first = proc.stderr.readline()
     line = proc.stderr.readline()
-    # gunicorn's format: [time] [pid] [INFO] Listening at: URL (pid)
-    if "Listening at: http://127.0.0.1:" not in line:
+    # The command line's start-up lines, in gunicorn's format:
+    # [time] [pid] [INFO] Listening at: URL (pid)
+    if (f"[{proc.pid}] [INFO] Starting lichen" not in first
+            or "Listening at: http://127.0.0.1:" not in line):
         proc.kill()
-        raise AssertionError(line + proc.stderr.read())
+        raise AssertionError(first + line + proc.stderr.read())
     assert f"[{proc.pid}] [INFO]" in line, line
     port = int(line.split("Listening at: http://127.0.0.1:")[1].split()[0])
     return proc, port
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_serve_stops_on_signal(signum):
-    proc, port = start_serve()
+@pytest.mark.parametrize("signum, sigint_ignored", [
+    (signal.SIGTERM, False), (signal.SIGINT, False), (signal.SIGINT, True)],
+    ids=["SIGTERM", "SIGINT", "SIGINT-inherited-ignored"])
+def test_serve_stops_on_signal(signum, sigint_ignored):
+    proc, port = start_serve(sigint_ignored)
     try:
         assert request(f"http://127.0.0.1:{port}").body == HELLO
         proc.send_signal(signum)
@@ -384,3 +392,129 @@ def test_error_log_format_and_level(capsys):
     finally:
         _logging.configure("info")
 
+
+
+# -- dropped without close() --------------------------------------------------
+
+def open_fds():
+    return set(os.listdir("/proc/self/fd"))
+
+
+def received(sock, into):
+    """What sock received so far, without waiting for more."""
+    timeout = sock.gettimeout()
+    sock.settimeout(0)
+    try:
+        into += sock.recv(65536)
+    except BlockingIOError:
+        pass
+    finally:
+        sock.settimeout(timeout)
+    return bytes(into)
+
+
+def serve_until(server, done, timeout=5.0):
+    """Drive server with run_once until done() is true."""
+    deadline = time.monotonic() + timeout
+    while not done():
+        assert time.monotonic() < deadline, "not done in time"
+        server.run_once(0.05)
+
+
+def test_server_dropped_without_close_warns_and_closes():
+    """As an unclosed socket or file does: a ResourceWarning, and
+    everything it held closed (listener, connections, the engine's own
+    descriptors)."""
+    gc.collect()
+    before = open_fds()
+    server = lichen.Server(hello, port=0)
+    address = server.address
+    client = socket.create_connection(address, timeout=5)
+    client.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    got = bytearray()
+    serve_until(server, lambda: HELLO in received(client, got))
+    # an idle keep-alive connection and an idle worker are left
+    assert lichen.live_counts()["connections"] == 1
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        del server
+        gc.collect()
+    said = [str(w.message) for w in caught
+            if issubclass(w.category, ResourceWarning)]
+    del caught  # a warning holds its source: the server
+    gc.collect()
+    assert [m for m in said if "unclosed <lichen.Server" in m], said
+    assert client.recv(100) == b"", "the connection was not closed"
+    client.close()
+    assert refused(address)
+    assert open_fds() == before
+    assert_nothing_live()
+
+
+def engine_of(app):
+    """A bare engine (lichen._lichen.Server) on a listener of its own."""
+    from lichen import _lichen
+    from lichen.config import engine_options
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    sock.setblocking(False)
+    env = {"SERVER_NAME": "127.0.0.1", "SERVER_PORT": "0",
+           "SCRIPT_NAME": "", "wsgi.file_wrapper": _lichen.FileWrapper}
+    engine = _lichen.Server(app, [(sock.fileno(), env)],
+                            engine_options(validate(), -1, None))
+    return engine, sock
+
+
+@pytest.mark.parametrize("in_flight", [False, True],
+                         ids=["idle", "request-in-flight"])
+def test_engine_in_a_cycle_is_collected(in_flight):
+    """An engine whose application refers back to it (a cycle) and that is
+    dropped without close() is collected: a ResourceWarning, its greenlets
+    unwound (a request in flight hears ClientDisconnected), its
+    descriptors closed."""
+    gc.collect()
+    before = open_fds()
+    holder = {}
+    heard = []
+
+    def app(environ, start_response):
+        holder["seen"] = True
+        if environ["PATH_INFO"] == "/upload":
+            holder["waiting"] = True
+            try:
+                environ["wsgi.input"].read()
+            except Exception as exc:
+                heard.append(exc)
+                raise
+        start_response("200 OK", [("Content-Length", "2")])
+        return [b"ok"]
+
+    engine, sock = engine_of(app)
+    holder["engine"] = engine  # app -> holder -> engine -> app
+    address = sock.getsockname()
+    client = socket.create_connection(address, timeout=5)
+    client.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    got = bytearray()
+    serve_until(engine, lambda: received(client, got).endswith(b"ok"))
+    if in_flight:
+        client.sendall(b"POST /upload HTTP/1.1\r\nHost: x\r\n"
+                       b"Content-Length: 10\r\n\r\n01")
+        serve_until(engine, lambda: holder.get("waiting"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        del engine, app, holder
+        gc.collect()
+    said = [str(w.message) for w in caught
+            if issubclass(w.category, ResourceWarning)]
+    del caught  # a warning holds its source: the engine
+    gc.collect()
+    assert [m for m in said if "unclosed lichen engine" in m], said
+    assert client.recv(100) == b"", "the connection was not closed"
+    if in_flight:
+        assert len(heard) == 1 and isinstance(
+            heard[0], lichen._lichen.ClientDisconnected), heard
+    client.close()
+    sock.close()
+    assert open_fds() == before
+    assert_nothing_live()

@@ -19,16 +19,21 @@ import lichen
 
 HELLO = b"Hello, world!\n"
 LINE_RE = re.compile(
-    r"^lichen " + re.escape(lichen.__version__) +
-    r" listening on http://127\.0\.0\.1:(\d+)$", re.M)
+    r"^\[[^]]+\] \[\d+\] \[INFO\] Listening at: "
+    r"http://127\.0\.0\.1:(\d+) \(\d+\)$", re.M)
+START_RE = re.compile(
+    r"^\[[^]]+\] \[(\d+)\] \[INFO\] Starting lichen " +
+    re.escape(lichen.__version__) + "$", re.M)
 
 
 # -- serving -----------------------------------------------------------------
 
 def test_python_m_lichen_serves_hello(cli_server):
     proc = cli_server(["-b", "127.0.0.1:0", "examples.hello"])
+    start = START_RE.search(proc.stderr)
+    assert start and int(start.group(1)) == proc.proc.pid, proc.stderr
     m = LINE_RE.search(proc.stderr)
-    assert m, proc.stderr
+    assert m and m.start() > start.start(), proc.stderr
     port = int(m.group(1))
     assert port != 0
     resp = request(proc.urls[0], path="/")
@@ -274,11 +279,16 @@ def _ignore(fn, *args, **kwargs):
         pass
 
 
-def test_sigint_exits_quietly(cli_server):
-    proc = cli_server(["-b", "127.0.0.1:0", "examples.hello"])
+@pytest.mark.parametrize("inherited", ["default", "ignored"])
+def test_sigint_exits_quietly(cli_server, inherited):
+    # Started from a background job or nohup, lichen inherits SIGINT
+    # ignored: it stops on SIGINT all the same, as the README says.
+    proc = cli_server(["-b", "127.0.0.1:0", "examples.hello"],
+                      sigint_ignored=inherited == "ignored")
     assert request(proc.urls[0]).body == HELLO
     proc.signal(signal.SIGINT)
     assert proc.wait(15) == 0
+    assert "Received SIGINT: stopping" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert "KeyboardInterrupt" not in proc.stderr
 
