@@ -1,12 +1,19 @@
 # --- HTTP/WSGI black-box fixtures: `serve` factory, open-files limit ---------
+import collections as _collections
 import os as _os
 import resource as _resource
+import selectors as _selectors
 import sys as _sys
 import threading as _threading
 
 import pytest as _pytest
 
 _sys.path.insert(0, _os.path.dirname(__file__))
+
+# The ways to drive the engine: serve_forever in a thread; a plain selectors
+# loop that calls run_once(0) only when fileno() is readable, in a thread's
+# main greenlet, or in a greenlet of its own.
+DRIVERS = ('serve_forever', 'selectors', 'selectors-greenlet')
 
 
 @_pytest.fixture(scope='session', autouse=True)
@@ -17,11 +24,49 @@ def _raise_nofile_limit():
     yield
 
 
+def drive_with_selectors(srv, stats):
+    """Run srv from a selectors loop: run_once(0) when the engine's fd is
+    readable, and never otherwise (a select that times out is counted:
+    only the fd may wake this loop)."""
+    sel = _selectors.DefaultSelector()
+    sel.register(srv.fileno(), _selectors.EVENT_READ)
+    try:
+        while True:
+            if not sel.select(60.0):
+                stats['select timeouts'] += 1
+                continue
+            stats['wakeups'] += 1
+            if not srv.run_once(0):
+                return
+    finally:
+        sel.close()
+
+
+def _run_driver(driver, srv, stats):
+    if driver == 'serve_forever':
+        srv.serve_forever()
+    elif driver == 'selectors':
+        drive_with_selectors(srv, stats)
+    elif driver == 'selectors-greenlet':
+        import greenlet
+        greenlet.greenlet(drive_with_selectors).switch(srv, stats)
+    else:
+        raise ValueError(driver)
+
+
 @_pytest.fixture
-def serve():
-    """srv = serve(app, **options): a lichen.Server on 127.0.0.1:0 running
-    serve_forever in a daemon thread. Teardown closes client sockets, stops
-    every server, joins its thread and asserts lichen.live_counts() is all 0."""
+def driver():
+    """How the `serve` fixture drives its servers; a module parametrizes
+    this fixture to run its tests under every driver (DRIVERS)."""
+    return 'serve_forever'
+
+
+@_pytest.fixture
+def serve(driver):
+    """srv = serve(app, **options): a lichen.Server on 127.0.0.1:0 driven in
+    a daemon thread (see `driver`). Teardown closes client sockets, stops
+    every server, joins its thread and asserts lichen.live_counts() is all
+    0 (and, under a selectors driver, that only the fd woke the loop)."""
     import lichen
     import support
 
@@ -32,29 +77,34 @@ def serve():
         options.setdefault('port', 0)
         srv = lichen.Server(app, **options)
         errors = []
+        stats = _collections.Counter()
 
         def run():
             try:
-                srv.serve_forever()
+                _run_driver(driver, srv, stats)
             except BaseException as e:  # reported at teardown
                 errors.append(e)
 
-        t = _threading.Thread(target=run, name='lichen-serve', daemon=True)
+        t = _threading.Thread(target=run, name='lichen-' + driver,
+                              daemon=True)
         t.start()
-        started.append((srv, t, errors))
+        srv.driver_stats = stats
+        started.append((srv, t, errors, stats))
         return srv
 
     yield start
 
     support.close_all()
     problems = []
-    for srv, t, errors in reversed(started):
+    for srv, t, errors, stats in reversed(started):
         srv.stop(timeout=5)
         t.join(10)
         if t.is_alive():
-            problems.append('serve_forever still running after stop()')
+            problems.append('the loop still runs after stop()')
         if errors:
-            problems.append('serve_forever raised %r' % (errors[0],))
+            problems.append('the driver raised %r' % (errors[0],))
+        if stats['select timeouts']:
+            problems.append('the selectors loop woke on its own timeout')
     assert not problems, problems
     if started:
         counts = lichen.live_counts()
@@ -66,7 +116,7 @@ def serve():
 @_pytest.fixture
 def cli_server():
     """proc = cli_server(args, listeners=1, ...): lichen in a subprocess,
-    started and waited for (its "listening on" lines); killed at teardown if
+    started and waited for (its "Listening at" lines); killed at teardown if
     the test left it running."""
     import helpers_cli
 
@@ -80,3 +130,18 @@ def cli_server():
     yield start
     for proc in procs:
         proc.kill()
+
+
+# --- the differential tests' counts, in pytest's summary --------------------
+def pytest_terminal_summary(terminalreporter):
+    compare = _sys.modules.get('differential.compare')
+    stats = getattr(compare, 'STATS', None)
+    if not stats:
+        return
+    terminalreporter.section('differential parsing')
+    terminalreporter.write_line(
+        '%d inputs compared, %d agreed with both peers, %d unexplained'
+        % (stats['inputs'], stats['agree'], stats['unexplained']))
+    for k, v in sorted(stats.items()):
+        if k.startswith('known'):
+            terminalreporter.write_line('  %-45s %d' % (k, v))
