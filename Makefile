@@ -164,7 +164,8 @@ test-asan: deps
 		pytest-timeout
 	rm -rf $(VENV_ASAN)/src && mkdir -p $(VENV_ASAN)/src
 	tar -c --exclude=./.git --exclude='./.venv*' --exclude='*.so' \
-		--exclude=__pycache__ --exclude=./build . | tar -x -C $(VENV_ASAN)/src
+		--exclude=__pycache__ --exclude=./build --exclude=./bench/.venv-peers \
+		--exclude=./bench/.baseline . | tar -x -C $(VENV_ASAN)/src
 	cd $(VENV_ASAN)/src && LICHEN_SANITIZE=1 ../bin/pip install -q \
 		--no-build-isolation -e '.[test]'
 	cd $(VENV_ASAN)/src && \
