@@ -10,7 +10,6 @@
 
 #include "green.h"
 
-#define READ_RESERVE 4096
 /* A writer that never has to wait still lets the others run after this
  * many bytes: a fast reader of a huge response cannot starve the loop. */
 #define WRITE_BURST (256u * 1024u)
@@ -63,8 +62,8 @@ ssize_t lx_conn_fill(lx_conn_t *c, size_t max_cap)
             return LX_ERR;
     }
     lx_buf_t *b = c->rbuf;
-    if (b->cap - b->len < READ_RESERVE &&
-        lx_buf_reserve(&srv->bufs, &c->rbuf, READ_RESERVE, max_cap) < 0) {
+    if (b->cap - b->len < LX_READ_RESERVE &&
+        lx_buf_reserve(&srv->bufs, &c->rbuf, LX_READ_RESERVE, max_cap) < 0) {
         b = c->rbuf;
         if (b->cap == b->len) {
             errno = ENOBUFS;
@@ -87,9 +86,10 @@ ssize_t lx_conn_fill(lx_conn_t *c, size_t max_cap)
     return n;
 }
 
-/* Park the current greenlet on c until the hub resumes it: 0, or -1 with
- * an exception. wait_for 0 is a wait for nothing, resumed next turn. */
-static int park(lx_conn_t *c, unsigned what)
+/* Park the current greenlet on c until the hub resumes it, within the
+ * timeout of the list given (none for a wait for nothing, what 0, which the
+ * end of the turn resumes): 0, or -1 with an exception. */
+static int park(lx_conn_t *c, unsigned what, lx_timer_list_t *timeout)
 {
     lx_server_t *srv = c->srv;
     PyObject *me = lx_green_current();
@@ -109,6 +109,8 @@ static int park(lx_conn_t *c, unsigned what)
                         "this connection");
         return -1;
     }
+    if (timeout != NULL)
+        lx_conn_arm(c, timeout);
     c->waiter = me;
     c->wait_for = (uint8_t)what;
     c->wait_result = LX_WAIT_READY;
@@ -147,8 +149,7 @@ int lx_conn_wait(lx_conn_t *c, unsigned what)
         PyErr_SetFromErrno(PyExc_OSError);
         return -1;
     }
-    lx_conn_arm(c, what & LX_EV_WRITE ? &srv->t_write : &srv->t_body);
-    if (park(c, what) < 0)
+    if (park(c, what, what & LX_EV_WRITE ? &srv->t_write : &srv->t_body) < 0)
         return -1;
     if (c->wait_result == LX_WAIT_TIMEOUT) {
         /* A slow reader of the response has lost it; a slow sender of the
@@ -198,7 +199,7 @@ static int progress(lx_conn_t *c, size_t n)
         return 0;
     c->burst = 0;
     lx_conn_queue_resume(c);
-    return park(c, 0);
+    return park(c, 0, NULL);
 }
 
 /* ------------------------------------------------------------------ */

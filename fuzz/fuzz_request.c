@@ -129,11 +129,11 @@ static fz_out_t fz_parse(const uint8_t *b, size_t n, lx_http1_req_t *req,
                 abort();
         if (nl[1] && (is_ows(v[0]) || is_ows(v[nl[1] - 1])))
             abort();
-        if (lit_ieq(nm, *nl, LIT("host")))
+        if (LX_CASEEQ_LIT(nm, *nl, "host"))
             hosts++;
-        if (lit_ieq(nm, *nl, LIT("content-length")))
+        if (LX_CASEEQ_LIT(nm, *nl, "content-length"))
             cls++;
-        if (lit_ieq(nm, *nl, LIT("transfer-encoding")))
+        if (LX_CASEEQ_LIT(nm, *nl, "transfer-encoding"))
             tes++;
     }
     if (hosts > 1 || cls > 1 || (cls && tes))
