@@ -17,6 +17,12 @@ def greenlet_include():
 cflags = ["-std=c11", "-Wall", "-Wextra", "-Werror", "-fvisibility=hidden", "-pthread"]
 ldflags = ["-pthread"]
 if os.environ.get("LICHEN_SANITIZE"):
+    # No redzones around stack variables: greenlet saves a suspended
+    # greenlet's stack with memcpy, which reads the redzones of our live
+    # frames when the application switches greenlets itself (as gevent
+    # does). Heap and global checks stay; the C unit tests and the fuzzers
+    # check the pure C layer's stack use with full ASan.
+    cflags += ["--param", "asan-stack=0"]
     cflags += ["-O1", "-g", "-fno-omit-frame-pointer", "-fsanitize=address,undefined",
                "-fno-sanitize-recover=undefined"]
     ldflags += ["-fsanitize=address,undefined"]
