@@ -232,6 +232,9 @@ struct lx_server {
     size_t max_head;
     uint64_t limit_body;   /* 0: unlimited */
     PyObject *server_line; /* bytes "Server: x\r\n" or NULL */
+    /* the last str of each environ value that often repeats (environ.c) */
+#define LX_LAST_VALUES 35
+    PyObject *last_values[LX_LAST_VALUES];
     /* the access log (log.c) */
     int access_fd;
     char *alog;

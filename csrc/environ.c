@@ -40,6 +40,9 @@ static const char *const common_headers[] = {
     "content-length",
 };
 #define N_COMMON (sizeof(common_headers) / sizeof(common_headers[0]))
+/* value_str's slots: the common headers', then these. */
+enum { SLOT_METHOD = N_COMMON, SLOT_PATH, SLOT_URI, SLOT_ADDR, N_SLOTS };
+_Static_assert(N_SLOTS == LX_LAST_VALUES, "LX_LAST_VALUES counts the slots");
 #define COOKIE_INDEX 6 /* "cookie" above */
 #define CONTENT_TYPE_INDEX ((int)N_COMMON - 2)
 #define CONTENT_LENGTH_INDEX ((int)N_COMMON - 1)
@@ -99,9 +102,48 @@ static int known_header(const char *name, size_t n)
     return -1;
 }
 
+/* The str of the latin-1 bytes p[0..n), made directly: the only scan is
+ * for a byte of 0x80 or more, eight bytes at a time (the decoders of the
+ * C API scan and dispatch more than the whole copy costs). */
 static PyObject *latin1_str(const char *p, size_t n)
 {
-    return PyUnicode_DecodeLatin1(p, (Py_ssize_t)n, NULL);
+    Py_UCS4 max = 127;
+    size_t i = 0;
+    for (; i + 8 <= n && max == 127; i += 8) {
+        uint64_t x;
+        memcpy(&x, p + i, 8);
+        if (x & LX_BYTES(0x80))
+            max = 255;
+    }
+    for (; i < n && max == 127; i++)
+        if ((unsigned char)p[i] & 0x80)
+            max = 255;
+    PyObject *s = PyUnicode_New((Py_ssize_t)n, max);
+    if (s != NULL && n > 0)
+        memcpy(PyUnicode_1BYTE_DATA(s), p, n);
+    return s;
+}
+
+/* The str of an environ value that often repeats from one request to the
+ * next (the target, the client's address behind a proxy, Host, User-Agent,
+ * Accept...): the last one made for its slot is reused while the bytes are
+ * the same, which saves making and freeing a str. */
+static PyObject *value_str(lx_server_t *srv, int slot, const char *p, size_t n)
+{
+    PyObject **last = &srv->last_values[slot];
+    if (*last != NULL && (size_t)PyUnicode_GET_LENGTH(*last) == n &&
+        memcmp(PyUnicode_1BYTE_DATA(*last), p, n) == 0)
+        return Py_NewRef(*last);
+    PyObject *s = latin1_str(p, n);
+    if (s != NULL)
+        Py_XSETREF(*last, Py_NewRef(s));
+    return s;
+}
+
+void lx_environ_forget(lx_server_t *srv)
+{
+    for (int i = 0; i < LX_LAST_VALUES; i++)
+        Py_CLEAR(srv->last_values[i]);
 }
 
 static int hexval(unsigned char c)
@@ -176,7 +218,8 @@ static int set_path(lx_req_t *r, PyObject *env)
             n -= sl;
         }
     }
-    int rc = set_steal(env, r->srv->st->k_PATH_INFO, latin1_str(p, n));
+    int rc = set_steal(env, r->srv->st->k_PATH_INFO,
+                       value_str(r->srv, SLOT_PATH, p, n));
     if (buf != stackbuf)
         PyMem_Free(buf);
     return rc;
@@ -193,7 +236,7 @@ static char *decimal(char *end, unsigned v)
     return end;
 }
 
-static PyObject *remote_addr(lx_conn_t *c)
+static PyObject *remote_addr(lx_server_t *srv, lx_conn_t *c)
 {
     char text[INET6_ADDRSTRLEN];
     size_t n = 0;
@@ -207,9 +250,10 @@ static PyObject *remote_addr(lx_conn_t *c)
         }
         n = (size_t)(p - text) - 1;
     } else if (c->peer_family == AF_INET6 &&
-               inet_ntop(AF_INET6, c->peer_addr, text, sizeof(text)))
+               inet_ntop(AF_INET6, c->peer_addr, text, sizeof(text))) {
         n = strlen(text);
-    return PyUnicode_FromStringAndSize(text, (Py_ssize_t)n);
+    }
+    return value_str(srv, SLOT_ADDR, text, n);
 }
 
 static PyObject *remote_port(lx_state_t *st, lx_conn_t *c)
@@ -218,7 +262,7 @@ static PyObject *remote_port(lx_state_t *st, lx_conn_t *c)
     if (c->peer_family == AF_UNIX)
         return Py_NewRef(st->empty_str);
     s = decimal(d + sizeof(d), c->peer_port);
-    return PyUnicode_FromStringAndSize(s, d + sizeof(d) - s);
+    return latin1_str(s, (size_t)(d + sizeof(d) - s));
 }
 
 int lx_environ_base(lx_state_t *st, lx_listener_t *l, PyObject *given)
@@ -274,7 +318,7 @@ void lx_environ_base_clear(lx_listener_t *l)
 /* Add one request header: a prebuilt key for the common ones; repeated
  * fields joined (RFC 9110 5.3: ","; cookies "; ", RFC 9113 8.2.3, as
  * cookie parsers expect). */
-static int set_header(PyObject *env, const lx_header_t *hd)
+static int set_header(lx_server_t *srv, PyObject *env, const lx_header_t *hd)
 {
     const char *name = hd->name.base;
     size_t nl = hd->name.len;
@@ -283,7 +327,9 @@ static int set_header(PyObject *env, const lx_header_t *hd)
         known >= 0 ? Py_NewRef(common_keys[known]) : make_key(name, nl);
     if (key == NULL)
         return -1;
-    PyObject *value = latin1_str(hd->value.base, hd->value.len);
+    PyObject *value =
+        known >= 0 ? value_str(srv, known, hd->value.base, hd->value.len)
+                   : latin1_str(hd->value.base, hd->value.len);
     if (value == NULL) {
         Py_DECREF(key);
         return -1;
@@ -315,18 +361,20 @@ PyObject *lx_environ_build(lx_req_t *r)
     if (env == NULL)
         return NULL;
     if ((h->method.len != 3 || memcmp(h->method.base, "GET", 3) != 0) &&
-        set_steal(env, st->k_REQUEST_METHOD,
-                  latin1_str(h->method.base, h->method.len)) < 0)
+        set_steal(
+            env, st->k_REQUEST_METHOD,
+            value_str(r->srv, SLOT_METHOD, h->method.base, h->method.len)) < 0)
         goto error;
     if (set_path(r, env) < 0 ||
         (h->query.len > 0 &&
          set_steal(env, st->k_QUERY_STRING,
                    latin1_str(h->query.base, h->query.len)) < 0) ||
         set_steal(env, st->k_RAW_URI,
-                  latin1_str(h->target.base, h->target.len)) < 0 ||
+                  value_str(r->srv, SLOT_URI, h->target.base, h->target.len)) <
+            0 ||
         (h->minor_version == 0 &&
          PyDict_SetItem(env, st->k_SERVER_PROTOCOL, st->v_http10) < 0) ||
-        set_steal(env, st->k_REMOTE_ADDR, remote_addr(c)) < 0 ||
+        set_steal(env, st->k_REMOTE_ADDR, remote_addr(r->srv, c)) < 0 ||
         set_steal(env, st->k_REMOTE_PORT, remote_port(st, c)) < 0 ||
         PyDict_SetItem(env, st->k_wsgi_input, (PyObject *)r->input) < 0)
         goto error;
@@ -336,7 +384,7 @@ PyObject *lx_environ_build(lx_req_t *r)
          * as X-Forwarded-For): such headers are dropped. */
         if (memchr(h->headers[i].name.base, '_', h->headers[i].name.len))
             continue;
-        if (set_header(env, &h->headers[i]) < 0)
+        if (set_header(r->srv, env, &h->headers[i]) < 0)
             goto error;
     }
     return env;

@@ -14,5 +14,7 @@ void lx_environ_base_clear(lx_listener_t *l);
 /* The environ of the request r->h: a new dict, or NULL with an
  * exception. */
 PyObject *lx_environ_build(lx_req_t *r);
+/* Drop the strs kept for values that repeat. */
+void lx_environ_forget(lx_server_t *srv);
 
 #endif

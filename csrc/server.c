@@ -635,6 +635,7 @@ static int server_clear(PyObject *self)
     Py_CLEAR(srv->pending_exc);
     for (i = 0; i < srv->nlisteners; i++)
         lx_environ_base_clear(&srv->listeners[i]);
+    lx_environ_forget(srv);
     return 0;
 }
 

@@ -308,7 +308,7 @@ def test_remote_port_differs_per_connection(serve):
 
 def test_repeated_request_values_then_others(serve):
     # A method, path and target sent many times in a row, then others, with
-    # few and with many header fields (the two sizes of environ), and an
+    # few and with many header fields, and an
     # application that rewrites its environ: every environ holds its own
     # request's values.
     def rewriting(environ, start_response):
