@@ -15,6 +15,7 @@
 #include "green.h"
 #include "log.h"
 #include "pool.h"
+#include "response.h"
 #include "wait.h"
 
 #define MAX_EVENTS 512
@@ -143,8 +144,10 @@ static int teardown(lx_server_t *srv)
 /* the loop */
 
 /* The loop's fd must be readable when there is something to do: at the
- * earliest timer, or at once when work is queued. */
-static void arm_deadline(lx_server_t *srv)
+ * earliest timer, or at once when work is queued for the next turn (unless
+ * serve_forever runs that turn itself: it does not wait then, and the
+ * timer's two syscalls are saved). */
+static void arm_deadline(lx_server_t *srv, int forever)
 {
     uint64_t next = lx_conns_deadline(srv);
     uint64_t d = lx_timer_list_next(&srv->t_accept);
@@ -152,8 +155,7 @@ static void arm_deadline(lx_server_t *srv)
         next = d;
     if (srv->stopping && srv->stop_deadline < next)
         next = srv->stop_deadline;
-    if (lx_conns_to_resume(srv) || lx_pool_queued(srv) ||
-        srv->pool.finished != NULL || srv->dead != NULL || srv->stop_requested)
+    if (!forever && (lx_conns_to_resume(srv) || lx_pool_queued(srv)))
         next = 0;
     if (lx_loop_deadline(srv->loop, next) < 0)
         lx_log(srv, LX_LOG_ERROR, "cannot arm the loop's timer", NULL);
@@ -215,12 +217,12 @@ static int turn_work(lx_server_t *srv, int timeout_ms)
     return PyErr_CheckSignals();
 }
 
-/* One turn of the loop: 1 while serving, 0 once stopped, -1 with an
- * exception. */
-static int turn(lx_server_t *srv, int timeout_ms)
+/* One turn of the loop (forever: serve_forever's, which turns again at
+ * once): 1 while serving, 0 once stopped, -1 with an exception. */
+static int turn(lx_server_t *srv, int timeout_ms, int forever)
 {
     if (turn_work(srv, timeout_ms) < 0) {
-        arm_deadline(srv);
+        arm_deadline(srv, 0);
         return -1;
     }
     if (srv->stop_requested)
@@ -236,7 +238,7 @@ static int turn(lx_server_t *srv, int timeout_ms)
             return 0;
         }
     }
-    arm_deadline(srv);
+    arm_deadline(srv, forever);
     return 1;
 }
 
@@ -281,7 +283,7 @@ static PyObject *server_serve_forever(PyObject *self, PyObject *unused)
         return NULL;
     int rc;
     do {
-        rc = turn(srv, -1);
+        rc = turn(srv, -1, 1);
     } while (rc > 0);
     srv->in_turn = 0;
     if (rc < 0)
@@ -310,7 +312,7 @@ static PyObject *server_run_once(PyObject *self, PyObject *const *args,
         Py_RETURN_FALSE;
     if (enter(srv) < 0)
         return NULL;
-    int rc = turn(srv, timeout_ms);
+    int rc = turn(srv, timeout_ms, 0);
     srv->in_turn = 0;
     if (rc < 0)
         return NULL;
@@ -636,6 +638,7 @@ static int server_clear(PyObject *self)
     for (i = 0; i < srv->nlisteners; i++)
         lx_environ_base_clear(&srv->listeners[i]);
     lx_environ_forget(srv);
+    lx_response_forget(srv);
     return 0;
 }
 
