@@ -172,9 +172,11 @@ struct lx_req {
 typedef struct {
     lx_io_t io;
     int paused;
-    int nodelay_inherited;  /* accepted sockets get TCP_NODELAY from it */
-    PyObject *base_environ; /* what every request's environ is copied from */
-    PyObject *script_name;  /* its SCRIPT_NAME if a non-empty latin-1 str */
+    int nodelay_inherited;    /* accepted sockets get TCP_NODELAY from it */
+    PyObject *base_environ;   /* what every request's environ is copied from */
+    PyObject *base_values[4]; /* what it holds for the method, the path,
+                                 the target, the address (borrowed) */
+    PyObject *script_name;    /* its SCRIPT_NAME if a non-empty latin-1 str */
 } lx_listener_t;
 
 /* The workers (pool.c). */
@@ -235,6 +237,12 @@ struct lx_server {
     /* the last str of each environ value that often repeats (environ.c) */
 #define LX_LAST_VALUES 35
     PyObject *last_values[LX_LAST_VALUES];
+    /* strs found valid in responses, by address (response.c) */
+#define LX_VALID_BITS 5
+    PyObject *valid_names[1 << LX_VALID_BITS];
+    PyObject *valid_values[1 << LX_VALID_BITS];
+    PyObject *valid_status; /* the last status found valid, and its code */
+    int valid_code;
     /* the access log (log.c) */
     int access_fd;
     char *alog;

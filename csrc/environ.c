@@ -128,16 +128,58 @@ static PyObject *latin1_str(const char *p, size_t n)
  * next (the target, the client's address behind a proxy, Host, User-Agent,
  * Accept...): the last one made for its slot is reused while the bytes are
  * the same, which saves making and freeing a str. */
-static PyObject *value_str(lx_server_t *srv, int slot, const char *p, size_t n)
+static PyObject *value_str(lx_server_t *srv, int slot, const char *p, size_t n,
+                           int *again)
 {
     PyObject **last = &srv->last_values[slot];
-    if (*last != NULL && (size_t)PyUnicode_GET_LENGTH(*last) == n &&
-        memcmp(PyUnicode_1BYTE_DATA(*last), p, n) == 0)
+    *again = *last != NULL && (size_t)PyUnicode_GET_LENGTH(*last) == n &&
+             memcmp(PyUnicode_1BYTE_DATA(*last), p, n) == 0;
+    if (*again)
         return Py_NewRef(*last);
     PyObject *s = latin1_str(p, n);
     if (s != NULL)
         Py_XSETREF(*last, Py_NewRef(s));
     return s;
+}
+
+static PyObject *repeating_key(lx_state_t *st, int slot)
+{
+    switch (slot) {
+    case SLOT_METHOD:
+        return st->k_REQUEST_METHOD;
+    case SLOT_PATH:
+        return st->k_PATH_INFO;
+    case SLOT_URI:
+        return st->k_RAW_URI;
+    default:
+        return st->k_REMOTE_ADDR;
+    }
+}
+
+/* env[key] for a request key whose value often repeats (the method, the
+ * path, the target, the client's address): a value seen twice in a row
+ * becomes the base environ's, whose copies then hold it already. */
+static int set_repeating(lx_req_t *r, PyObject *env, int slot, const char *p,
+                         size_t n)
+{
+    lx_listener_t *l = &r->srv->listeners[r->conn->listener];
+    PyObject **base = &l->base_values[slot - SLOT_METHOD];
+    int again;
+    PyObject *v = value_str(r->srv, slot, p, n, &again);
+    if (v == NULL || v == *base) {
+        Py_XDECREF(v);
+        return v == NULL ? -1 : 0;
+    }
+    PyObject *key = repeating_key(r->srv->st, slot);
+    int rc = PyDict_SetItem(env, key, v);
+    if (rc == 0 && again) {
+        if (PyDict_SetItem(l->base_environ, key, v) == 0)
+            *base = v; /* borrowed: the base holds it */
+        else
+            PyErr_Clear();
+    }
+    Py_DECREF(v);
+    return rc;
 }
 
 void lx_environ_forget(lx_server_t *srv)
@@ -218,8 +260,7 @@ static int set_path(lx_req_t *r, PyObject *env)
             n -= sl;
         }
     }
-    int rc = set_steal(env, r->srv->st->k_PATH_INFO,
-                       value_str(r->srv, SLOT_PATH, p, n));
+    int rc = set_repeating(r, env, SLOT_PATH, p, n);
     if (buf != stackbuf)
         PyMem_Free(buf);
     return rc;
@@ -236,8 +277,9 @@ static char *decimal(char *end, unsigned v)
     return end;
 }
 
-static PyObject *remote_addr(lx_server_t *srv, lx_conn_t *c)
+static int set_remote_addr(lx_req_t *r, PyObject *env)
 {
+    lx_conn_t *c = r->conn;
     char text[INET6_ADDRSTRLEN];
     size_t n = 0;
     if (c->peer_family == AF_INET) {
@@ -253,7 +295,7 @@ static PyObject *remote_addr(lx_server_t *srv, lx_conn_t *c)
                inet_ntop(AF_INET6, c->peer_addr, text, sizeof(text))) {
         n = strlen(text);
     }
-    return value_str(srv, SLOT_ADDR, text, n);
+    return set_repeating(r, env, SLOT_ADDR, text, n);
 }
 
 static PyObject *remote_port(lx_state_t *st, lx_conn_t *c)
@@ -301,6 +343,10 @@ int lx_environ_base(lx_state_t *st, lx_listener_t *l, PyObject *given)
             return -1;
         }
     l->base_environ = d;
+    /* What the base holds for the keys whose repeated values it takes. */
+    for (int k = SLOT_METHOD; k < N_SLOTS; k++)
+        l->base_values[k - SLOT_METHOD] =
+            PyDict_GetItemWithError(d, repeating_key(st, k));
     l->script_name = script != NULL && PyUnicode_Check(script) &&
                              PyUnicode_KIND(script) == PyUnicode_1BYTE_KIND &&
                              PyUnicode_GET_LENGTH(script) > 0
@@ -311,6 +357,7 @@ int lx_environ_base(lx_state_t *st, lx_listener_t *l, PyObject *given)
 
 void lx_environ_base_clear(lx_listener_t *l)
 {
+    memset(l->base_values, 0, sizeof(l->base_values));
     Py_CLEAR(l->base_environ);
     Py_CLEAR(l->script_name);
 }
@@ -327,9 +374,10 @@ static int set_header(lx_server_t *srv, PyObject *env, const lx_header_t *hd)
         known >= 0 ? Py_NewRef(common_keys[known]) : make_key(name, nl);
     if (key == NULL)
         return -1;
-    PyObject *value =
-        known >= 0 ? value_str(srv, known, hd->value.base, hd->value.len)
-                   : latin1_str(hd->value.base, hd->value.len);
+    int again;
+    PyObject *value = known >= 0 ? value_str(srv, known, hd->value.base,
+                                             hd->value.len, &again)
+                                 : latin1_str(hd->value.base, hd->value.len);
     if (value == NULL) {
         Py_DECREF(key);
         return -1;
@@ -360,21 +408,16 @@ PyObject *lx_environ_build(lx_req_t *r)
     PyObject *env = PyDict_Copy(r->srv->listeners[c->listener].base_environ);
     if (env == NULL)
         return NULL;
-    if ((h->method.len != 3 || memcmp(h->method.base, "GET", 3) != 0) &&
-        set_steal(
-            env, st->k_REQUEST_METHOD,
-            value_str(r->srv, SLOT_METHOD, h->method.base, h->method.len)) < 0)
-        goto error;
-    if (set_path(r, env) < 0 ||
+    if (set_repeating(r, env, SLOT_METHOD, h->method.base, h->method.len) <
+            0 ||
+        set_path(r, env) < 0 ||
         (h->query.len > 0 &&
          set_steal(env, st->k_QUERY_STRING,
                    latin1_str(h->query.base, h->query.len)) < 0) ||
-        set_steal(env, st->k_RAW_URI,
-                  value_str(r->srv, SLOT_URI, h->target.base, h->target.len)) <
-            0 ||
+        set_repeating(r, env, SLOT_URI, h->target.base, h->target.len) < 0 ||
         (h->minor_version == 0 &&
          PyDict_SetItem(env, st->k_SERVER_PROTOCOL, st->v_http10) < 0) ||
-        set_steal(env, st->k_REMOTE_ADDR, remote_addr(r->srv, c)) < 0 ||
+        set_remote_addr(r, env) < 0 ||
         set_steal(env, st->k_REMOTE_PORT, remote_port(st, c)) < 0 ||
         PyDict_SetItem(env, st->k_wsgi_input, (PyObject *)r->input) < 0)
         goto error;

@@ -147,6 +147,24 @@ bad_length:
     return -1;
 }
 
+/* Strs found valid, as names or as values, by address: an application
+ * gives the same few objects again and again. Held, so that an address
+ * cannot come back as another str. */
+static PyObject **valid_slot(PyObject **cache, PyObject *s)
+{
+    uint32_t h = (uint32_t)((uintptr_t)s >> 4) * 2654435761u;
+    return &cache[h >> (32 - LX_VALID_BITS)];
+}
+
+void lx_response_forget(lx_server_t *srv)
+{
+    for (int i = 0; i < (1 << LX_VALID_BITS); i++) {
+        Py_CLEAR(srv->valid_names[i]);
+        Py_CLEAR(srv->valid_values[i]);
+    }
+    Py_CLEAR(srv->valid_status);
+}
+
 /* Check one (name, value) item and write it into r->fields (room made),
  * unless the framing is ours: 0, or -1 with an exception. */
 static int put_field(lx_req_t *r, PyObject *item)
@@ -160,18 +178,32 @@ static int put_field(lx_req_t *r, PyObject *item)
     PyObject *k = PyTuple_GET_ITEM(item, 0), *v = PyTuple_GET_ITEM(item, 1);
     const char *name, *value;
     Py_ssize_t nl, vl;
-    if ((name = latin1(k, &nl, "header name")) == NULL ||
-        (value = latin1(v, &vl, "header value")) == NULL)
-        return -1;
-    if (!lx_http1_is_token(name, (size_t)nl)) {
-        if (nl == 0)
-            PyErr_SetString(PyExc_ValueError, "empty header name");
-        else
-            PyErr_Format(PyExc_ValueError, "invalid header name %R", k);
-        return -1;
+    PyObject **kslot = valid_slot(r->srv->valid_names, k);
+    PyObject **vslot = valid_slot(r->srv->valid_values, v);
+    if (*kslot == k) {
+        name = (const char *)PyUnicode_1BYTE_DATA(k);
+        nl = PyUnicode_GET_LENGTH(k);
+    } else {
+        if ((name = latin1(k, &nl, "header name")) == NULL)
+            return -1;
+        if (!lx_http1_is_token(name, (size_t)nl)) {
+            if (nl == 0)
+                PyErr_SetString(PyExc_ValueError, "empty header name");
+            else
+                PyErr_Format(PyExc_ValueError, "invalid header name %R", k);
+            return -1;
+        }
+        Py_XSETREF(*kslot, Py_NewRef(k));
     }
-    if (check_text(value, vl, "header value", v) < 0)
-        return -1;
+    if (*vslot == v) {
+        value = (const char *)PyUnicode_1BYTE_DATA(v);
+        vl = PyUnicode_GET_LENGTH(v);
+    } else {
+        if ((value = latin1(v, &vl, "header value")) == NULL ||
+            check_text(value, vl, "header value", v) < 0)
+            return -1;
+        Py_XSETREF(*vslot, Py_NewRef(v));
+    }
     int skip = field_meaning(r, name, nl, value, vl);
     if (skip)
         return skip < 0 ? -1 : 0;
@@ -195,9 +227,18 @@ static int put_head_fields(lx_req_t *r, PyObject *status, PyObject *headers)
     lx_server_t *srv = r->srv;
     Py_ssize_t slen, i, n;
     int code;
-    const char *st = latin1(status, &slen, "status");
-    if (st == NULL || check_status(status, st, slen, &code) < 0)
-        return -1;
+    const char *st;
+    if (status == srv->valid_status) {
+        st = (const char *)PyUnicode_1BYTE_DATA(status);
+        slen = PyUnicode_GET_LENGTH(status);
+        code = srv->valid_code;
+    } else {
+        st = latin1(status, &slen, "status");
+        if (st == NULL || check_status(status, st, slen, &code) < 0)
+            return -1;
+        Py_XSETREF(srv->valid_status, Py_NewRef(status));
+        srv->valid_code = code;
+    }
     if (!PyList_Check(headers) && !PyTuple_Check(headers)) {
         PyErr_Format(PyExc_TypeError,
                      "response headers must be a list, not %.100s",

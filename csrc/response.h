@@ -22,4 +22,7 @@ int lx_response_head(lx_req_t *r, int64_t whole_len);
  * lx_out_body): 0, or -1 with an exception. */
 int lx_response_block(lx_req_t *r, const char *data, size_t len, int last);
 
+/* Drop the strs kept as found valid. */
+void lx_response_forget(lx_server_t *srv);
+
 #endif
