@@ -125,18 +125,20 @@ static void serve(lx_worker_t *w)
     lx_req_t *r = &w->req;
     lx_server_t *srv = w->srv;
     lx_conn_t *c = w->conn;
+    int abandoned = 0;
     for (;;) {
         int keep = lx_wsgi_call(r);
         if (keep < 0)
             goto done; /* rejected: the connection lingers on its own */
         if (c->waiter != NULL) {
             /* A greenlet of the application still waits to read or
-             * write: the request is over, and so is the connection. */
+             * write: the request is over, and so is the connection (its
+             * framing is lost), without lingering. */
             lx_log(srv, LX_LOG_WARNING,
                    "a greenlet still waited on the connection when its "
                    "request ended: the connection is closed",
                    NULL);
-            c->flags |= LX_CONN_F_BROKEN;
+            abandoned = 1;
             keep = 0;
         }
         if (srv->pending_exc != NULL || srv->stopping)
@@ -170,6 +172,8 @@ static void serve(lx_worker_t *w)
     /* Closing: deferred output still goes first. */
     if (lx_out_flush(r) < 0)
         PyErr_Clear();
+    if (abandoned)
+        c->flags |= LX_CONN_F_BROKEN;
     lx_conn_end(c, !r->body_done ? LX_END_UNREAD
                    : r->body_mode == LX_BODY_NONE &&
                            !(r->h.flags & LX_REQ_KEEPALIVE)
