@@ -396,6 +396,21 @@ def test_error_log_format_and_level(capsys):
 
 # -- dropped without close() --------------------------------------------------
 
+def resource_warnings(drop):
+    """The ResourceWarnings said when drop() lets the last references go
+    and the collector runs. The warnings themselves are let go too: a
+    warning holds its source."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        drop()
+        gc.collect()
+    said = [str(w.message) for w in caught
+            if issubclass(w.category, ResourceWarning)]
+    del caught
+    gc.collect()
+    return said
+
+
 def open_fds():
     return set(os.listdir("/proc/self/fd"))
 
@@ -435,14 +450,9 @@ def test_server_dropped_without_close_warns_and_closes():
     serve_until(server, lambda: HELLO in received(client, got))
     # an idle keep-alive connection and an idle worker are left
     assert lichen.live_counts()["connections"] == 1
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        del server
-        gc.collect()
-    said = [str(w.message) for w in caught
-            if issubclass(w.category, ResourceWarning)]
-    del caught  # a warning holds its source: the server
-    gc.collect()
+    held = [server]
+    del server
+    said = resource_warnings(held.clear)
     assert [m for m in said if "unclosed <lichen.Server" in m], said
     assert client.recv(100) == b"", "the connection was not closed"
     client.close()
@@ -501,14 +511,9 @@ def test_engine_in_a_cycle_is_collected(in_flight):
         client.sendall(b"POST /upload HTTP/1.1\r\nHost: x\r\n"
                        b"Content-Length: 10\r\n\r\n01")
         serve_until(engine, lambda: holder.get("waiting"))
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        del engine, app, holder
-        gc.collect()
-    said = [str(w.message) for w in caught
-            if issubclass(w.category, ResourceWarning)]
-    del caught  # a warning holds its source: the engine
-    gc.collect()
+    held = [engine, app, holder]
+    del engine, app, holder
+    said = resource_warnings(held.clear)  # only the cycle holds them now
     assert [m for m in said if "unclosed lichen engine" in m], said
     assert client.recv(100) == b"", "the connection was not closed"
     if in_flight:

@@ -277,13 +277,22 @@ def _slow_app(started):
     return app
 
 
+def _request_in_flight(serve, graceful_timeout, seconds):
+    """A server, and a connection whose request waits for its body, a byte
+    per 100 ms for seconds."""
+    started = threading.Event()
+    srv = serve(_slow_app(started), graceful_timeout=graceful_timeout)
+    c = Conn(srv.address)
+    c.send(b'POST /?%g HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n'
+           % (seconds, seconds * 10))
+    assert started.wait(5)
+    return srv, c
+
+
 @pytest.mark.timeout(30)
 def test_graceful_stop_lets_a_request_finish(serve):
-    started = threading.Event()
-    srv = serve(_slow_app(started), graceful_timeout=5)
-    with Conn(srv.address) as c:
-        c.send(b'POST /?0.5 HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n')
-        assert started.wait(5)
+    srv, c = _request_in_flight(serve, graceful_timeout=5, seconds=0.5)
+    with c:
         stopper = threading.Thread(target=srv.stop)
         stopper.start()
         time.sleep(0.2)
@@ -304,11 +313,8 @@ def test_graceful_stop_lets_a_request_finish(serve):
 
 @pytest.mark.timeout(30)
 def test_graceful_stop_closes_what_outlives_its_timeout(serve):
-    started = threading.Event()
-    srv = serve(_slow_app(started), graceful_timeout=0.5)
-    with Conn(srv.address) as c:
-        c.send(b'POST /?60 HTTP/1.1\r\nHost: x\r\nContent-Length: 600\r\n\r\n')
-        assert started.wait(5)
+    srv, c = _request_in_flight(serve, graceful_timeout=0.5, seconds=60)
+    with c:
         t0 = time.monotonic()
         stopper = threading.Thread(target=srv.stop)
         stopper.start()
