@@ -66,12 +66,12 @@ typedef struct {
     /* environ keys */
     PyObject *k_REQUEST_METHOD, *k_SCRIPT_NAME, *k_PATH_INFO, *k_QUERY_STRING,
         *k_RAW_URI, *k_SERVER_PROTOCOL, *k_REMOTE_ADDR, *k_REMOTE_PORT,
-        *k_CONTENT_TYPE, *k_CONTENT_LENGTH, *k_wsgi_input,
-        *k_wsgi_input_terminated, *k_HTTP_REFERER, *k_HTTP_USER_AGENT;
+        *k_wsgi_input, *k_wsgi_input_terminated, *k_HTTP_REFERER,
+        *k_HTTP_USER_AGENT;
     /* common values */
     PyObject *v_http10, *v_http11, *v_GET;
     /* method names */
-    PyObject *s_close, *s_fileno, *s_tell, *s_seek, *s_read;
+    PyObject *s_close, *s_fileno, *s_tell, *s_seek;
 } lx_state_t;
 
 /* ------------------------------------------------------------------ */

@@ -107,8 +107,6 @@ static int module_exec(PyObject *m)
     INTERN(k_SERVER_PROTOCOL, "SERVER_PROTOCOL");
     INTERN(k_REMOTE_ADDR, "REMOTE_ADDR");
     INTERN(k_REMOTE_PORT, "REMOTE_PORT");
-    INTERN(k_CONTENT_TYPE, "CONTENT_TYPE");
-    INTERN(k_CONTENT_LENGTH, "CONTENT_LENGTH");
     INTERN(k_wsgi_input, "wsgi.input");
     INTERN(k_wsgi_input_terminated, "wsgi.input_terminated");
     INTERN(k_HTTP_REFERER, "HTTP_REFERER");
@@ -120,7 +118,6 @@ static int module_exec(PyObject *m)
     INTERN(s_fileno, "fileno");
     INTERN(s_tell, "tell");
     INTERN(s_seek, "seek");
-    INTERN(s_read, "read");
     if (lx_environ_init() < 0)
         return -1;
     return 0;
