@@ -125,6 +125,7 @@ struct lx_conn {
  * it sits on a greenlet's stack) */
 
 enum { LX_BODY_NONE = 0, LX_BODY_LENGTH, LX_BODY_CHUNKED };
+enum { LX_ALOG_COMBINED = 0, LX_ALOG_PYWSGI };
 
 struct lx_req {
     lx_server_t *srv;
@@ -152,6 +153,8 @@ struct lx_req {
     uint8_t resp_close;  /* close the connection after this response */
     uint8_t resp_nobody; /* HEAD, 1xx, 204, 304 */
     uint8_t keepalive;   /* the request allows keep-alive */
+    uint8_t head_method; /* HEAD (r->h's strings point into a buffer that
+                            reading the body may overwrite) */
     uint8_t coalesce;    /* small blocks of an iterable may gather */
     int64_t resp_length; /* Content-Length of the response, -1 if none */
     uint64_t resp_sent;  /* body bytes sent */
@@ -182,6 +185,8 @@ typedef struct {
 /* The workers (pool.c). */
 typedef struct {
     lx_worker_t *all;   /* every worker alive, a list */
+    size_t busy;        /* workers serving a connection */
+    size_t limit;       /* requests served at once, 0: no limit */
     lx_worker_t **idle; /* waiting for a connection, most recent last */
     int nidle, idle_cap;
     lx_worker_t *finished; /* returned: freed at the end of the turn */
@@ -243,10 +248,16 @@ struct lx_server {
     PyObject *valid_values[1 << LX_VALID_BITS];
     PyObject *valid_status; /* the last status found valid, and its code */
     int valid_code;
-    /* the access log (log.c) */
-    int access_fd;
+    /* the logs (log.c) */
+    PyObject *app_error;  /* app_error(environ, exc): the application's
+                             exceptions, else the log */
+    int alog_on;          /* a line per request ... */
+    int alog_style;       /* ... LX_ALOG_COMBINED or LX_ALOG_PYWSGI ... */
+    int access_fd;        /* ... written to this fd, or -1 and ... */
+    PyObject *alog_write; /* ... given to this callable, line by line */
     char *alog;
     size_t alog_len, alog_cap;
+    uint64_t served; /* requests answered */
 };
 
 #endif

@@ -32,9 +32,37 @@ void lx_log(lx_server_t *srv, int level, const char *msg, PyObject *exc)
         Py_DECREF(r);
 }
 
+/* The buffered lines, one call of srv->alog_write each. */
+static void give_lines(lx_server_t *srv)
+{
+    const char *p = srv->alog, *e = p + srv->alog_len;
+    while (p < e) {
+        const char *nl = memchr(p, '\n', (size_t)(e - p));
+        const char *end = nl ? nl + 1 : e;
+        PyObject *line =
+            PyUnicode_DecodeLatin1(p, (Py_ssize_t)(end - p), NULL);
+        PyObject *r = line ? PyObject_CallOneArg(srv->alog_write, line) : NULL;
+        Py_XDECREF(line);
+        if (r == NULL)
+            PyErr_WriteUnraisable(srv->alog_write);
+        else
+            Py_DECREF(r);
+        p = end;
+    }
+}
+
 void lx_log_flush(lx_server_t *srv)
 {
     size_t off = 0;
+    if (srv->access_fd < 0) {
+        if (srv->alog_write != NULL && srv->alog_len > 0) {
+            PyObject *exc = lx_err_get(); /* a call may come with one set */
+            give_lines(srv);
+            lx_err_set(exc);
+        }
+        srv->alog_len = 0;
+        return;
+    }
     while (off < srv->alog_len) {
         ssize_t n =
             write(srv->access_fd, srv->alog + off, srv->alog_len - off);
@@ -68,7 +96,7 @@ static void put(lx_server_t *srv, const char *p, size_t n)
 static void field(lx_server_t *srv, PyObject *env, PyObject *key,
                   const char *dflt)
 {
-    PyObject *v = PyDict_GetItemWithError(env, key);
+    PyObject *v = env ? PyDict_GetItemWithError(env, key) : NULL;
     const char *p = dflt;
     Py_ssize_t n = (Py_ssize_t)strlen(dflt);
     if (v != NULL && PyUnicode_Check(v) &&
@@ -93,14 +121,23 @@ static void field(lx_server_t *srv, PyObject *env, PyObject *key,
     }
 }
 
-void lx_log_access(lx_req_t *r)
+/* How long the request took, "%.6f" seconds. */
+static int duration(lx_req_t *r, char *buf, size_t cap)
+{
+    uint64_t us = lx_now_us() - r->t_start;
+    return snprintf(buf, cap, "%llu.%06llu",
+                    (unsigned long long)(us / 1000000),
+                    (unsigned long long)(us % 1000000));
+}
+
+/* The combined log format and the request's duration:
+ * 127.0.0.1 - - [06/Dec/2026:16:00:00 +0000] "GET / HTTP/1.1" 200 13 "-"
+ * "curl/8" 0.000061 */
+static void combined(lx_req_t *r, PyObject *env)
 {
     lx_server_t *srv = r->srv;
     lx_state_t *st = srv->st;
-    PyObject *env = r->environ;
-    if (env == NULL)
-        return;
-    char tbuf[64];
+    char tbuf[64], num[96];
     time_t now = time(NULL);
     struct tm tm;
     gmtime_r(&now, &tm);
@@ -114,7 +151,6 @@ void lx_log_access(lx_req_t *r)
     field(srv, env, st->k_RAW_URI, "-");
     put(srv, " ", 1);
     field(srv, env, st->k_SERVER_PROTOCOL, "-");
-    char num[96];
     int n;
     if (r->resp_sent)
         n = snprintf(num, sizeof(num), "\" %d %llu \"", r->status_code,
@@ -125,13 +161,86 @@ void lx_log_access(lx_req_t *r)
     field(srv, env, st->k_HTTP_REFERER, "-");
     put(srv, "\" \"", 3);
     field(srv, env, st->k_HTTP_USER_AGENT, "-");
-    uint64_t us = lx_now_us() - r->t_start;
-    n = snprintf(num, sizeof(num), "\" %llu.%06llu\n",
-                 (unsigned long long)(us / 1000000),
-                 (unsigned long long)(us % 1000000));
+    put(srv, "\" ", 2);
+    n = duration(r, num, sizeof(num));
     put(srv, num, (size_t)n);
+    put(srv, "\n", 1);
+}
+
+/* gevent.pywsgi's line, local time:
+ * 127.0.0.1 - - [2026-12-06 16:00:00] "GET / HTTP/1.1" 200 13 0.000061 */
+static void pywsgi(lx_req_t *r, PyObject *env)
+{
+    lx_server_t *srv = r->srv;
+    lx_state_t *st = srv->st;
+    char tbuf[64], num[96];
+    time_t now = time(NULL);
+    struct tm tm;
+    localtime_r(&now, &tm);
+    strftime(tbuf, sizeof(tbuf), " - - [%Y-%m-%d %H:%M:%S] \"", &tm);
+    field(srv, env, st->k_REMOTE_ADDR, "-");
+    put(srv, tbuf, strlen(tbuf));
+    field(srv, env, st->k_REQUEST_METHOD, "");
+    put(srv, " ", 1);
+    field(srv, env, st->k_RAW_URI, "");
+    put(srv, " ", 1);
+    field(srv, env, st->k_SERVER_PROTOCOL, "");
+    int n;
+    if (r->resp_sent)
+        n = snprintf(num, sizeof(num), "\" %03d %llu ", r->status_code,
+                     (unsigned long long)r->resp_sent);
+    else
+        n = snprintf(num, sizeof(num), "\" %03d - ", r->status_code);
+    put(srv, num, (size_t)n);
+    n = duration(r, num, sizeof(num));
+    put(srv, num, (size_t)n);
+    put(srv, "\n", 1);
+}
+
+void lx_log_access(lx_req_t *r)
+{
+    lx_server_t *srv = r->srv;
+    PyObject *env = r->environ;
+    if (env == NULL)
+        return;
+    if (srv->alog_style == LX_ALOG_PYWSGI)
+        pywsgi(r, env);
+    else
+        combined(r, env);
+    PyErr_Clear();
     /* Else at the end of the turn; outside one, the greenlet's switch to
      * the hub makes the loop come round. */
     if (srv->alog_len >= ALOG_FLUSH)
         lx_log_flush(srv);
+}
+
+void lx_log_app_error(lx_req_t *r, PyObject *exc)
+{
+    lx_server_t *srv = r->srv;
+    if (srv->app_error != NULL) {
+        PyObject *res = PyObject_CallFunctionObjArgs(
+            srv->app_error, r->environ ? r->environ : Py_None, exc, NULL);
+        if (res == NULL)
+            PyErr_WriteUnraisable(srv->app_error);
+        else
+            Py_DECREF(res);
+        return;
+    }
+    lx_state_t *st = srv->st;
+    PyObject *m =
+        r->environ ? PyDict_GetItemWithError(r->environ, st->k_REQUEST_METHOD)
+                   : NULL;
+    PyObject *u =
+        r->environ ? PyDict_GetItemWithError(r->environ, st->k_RAW_URI) : NULL;
+    PyErr_Clear();
+    PyObject *msg =
+        PyUnicode_FromFormat("Error handling request %.32S %.200S",
+                             m ? m : st->empty_str, u ? u : st->empty_str);
+    const char *text = msg ? PyUnicode_AsUTF8(msg) : NULL;
+    if (text == NULL) {
+        PyErr_Clear();
+        text = "Error handling request";
+    }
+    lx_log(srv, LX_LOG_ERROR, text, exc);
+    Py_XDECREF(msg);
 }

@@ -16,10 +16,14 @@ enum {
 /* Report msg at level, with the exception exc (or NULL) and its traceback.
  * Never raises: a failing log callable is reported as unraisable. */
 void lx_log(lx_server_t *srv, int level, const char *msg, PyObject *exc);
+/* The application's exception exc ended request r: to the server's
+ * app_error(environ, exc) when it has one (as gevent's hub.handle_error
+ * takes it), else to the error log with the request's method and target. */
+void lx_log_app_error(lx_req_t *r, PyObject *exc);
 /* The access log line of the request that just ended, into the buffer. */
 void lx_log_access(lx_req_t *r);
 /* Write out the buffered access log lines (all of them, retrying partial
- * writes). */
+ * writes), or give them to the callable line by line. */
 void lx_log_flush(lx_server_t *srv);
 
 #endif

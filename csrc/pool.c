@@ -78,7 +78,9 @@ void lx_pool_queue(lx_server_t *srv, lx_conn_t *c)
 
 int lx_pool_queued(lx_server_t *srv)
 {
-    return srv->pool.pending_head < srv->pool.npending;
+    lx_pool_t *p = &srv->pool;
+    return p->pending_head < p->npending &&
+           (p->limit == 0 || p->busy < p->limit);
 }
 
 static lx_conn_t *pending_pop(lx_pool_t *p)
@@ -112,6 +114,7 @@ static int take(lx_worker_t *w, lx_conn_t *c)
     r->head_len = (size_t)rc;
     r->conn = c;
     w->conn = c;
+    w->srv->pool.busy++;
     c->state = LX_CS_ACTIVE;
     c->flags |= LX_CONN_F_OWNED;
     c->held = &r->held;
@@ -184,6 +187,7 @@ done:
     c->flags &= ~LX_CONN_F_OWNED; /* the struct may go now */
     r->conn = NULL;
     w->conn = NULL;
+    srv->pool.busy--;
 }
 
 /* The worker's function returned (or is about to): it is freed at the end
@@ -219,7 +223,9 @@ static PyObject *worker_main(PyObject *capsule, PyObject *unused)
     for (;;) {
         if (w->conn != NULL)
             serve(w);
-        lx_conn_t *next = pending_pop(p);
+        /* Within the limit of requests served at once, if any. */
+        lx_conn_t *next =
+            p->limit == 0 || p->busy < p->limit ? pending_pop(p) : NULL;
         if (next != NULL) {
             take(w, next);
             continue; /* the next one without a trip to the hub */
@@ -297,7 +303,7 @@ static lx_worker_t *worker_new(lx_server_t *srv)
 void lx_pool_run(lx_server_t *srv)
 {
     lx_pool_t *p = &srv->pool;
-    while (p->pending_head < p->npending && srv->pending_exc == NULL) {
+    while (lx_pool_queued(srv) && srv->pending_exc == NULL) {
         lx_worker_t *w;
         if (p->nidle > 0) {
             w = p->idle[--p->nidle];
@@ -349,6 +355,22 @@ void lx_pool_reap(lx_server_t *srv)
     p->finished = keep;
 }
 
+int lx_pool_adopt(lx_server_t *srv)
+{
+    int rc = 0;
+    for (lx_worker_t *w = srv->pool.all; w != NULL; w = w->next) {
+        if (w->parent == srv->hub)
+            continue;
+        if (lx_green_set_parent(w->greenlet, srv->hub) < 0) {
+            PyErr_Clear(); /* another thread's, or our own ancestor */
+            rc = -1;
+            continue;
+        }
+        w->parent = srv->hub;
+    }
+    return rc;
+}
+
 int lx_pool_close(lx_server_t *srv)
 {
     lx_pool_t *p = &srv->pool;
@@ -364,11 +386,8 @@ int lx_pool_close(lx_server_t *srv)
         if (w == NULL)
             break;
         w->tried = 1;
-        if (lx_green_set_parent(w->greenlet, srv->hub) < 0) {
-            PyErr_Clear();
-            continue;
-        }
-        w->parent = srv->hub;
+        if (w->parent != srv->hub)
+            continue; /* lx_pool_adopt could not make it ours */
         PyObject *res = lx_green_throw_exit(w->greenlet);
         if (res == NULL)
             PyErr_Clear();

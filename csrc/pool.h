@@ -16,6 +16,11 @@ void lx_pool_run(lx_server_t *srv);
 int lx_pool_queued(lx_server_t *srv);
 /* Free the workers whose greenlet has finished. */
 void lx_pool_reap(lx_server_t *srv);
+/* Teardown: make srv->hub (the greenlet that now plays the hub) every
+ * worker's parent, so that each comes back to it as it unwinds. 0, or -1
+ * when some could not be (another thread's, or the current greenlet's
+ * own ancestors). */
+int lx_pool_adopt(lx_server_t *srv);
 /* Teardown, from the greenlet that now plays the hub: unwind every worker
  * with GreenletExit. 0 when none is left, -1 when some could not be
  * (another thread's, or the current greenlet's own). */

@@ -484,8 +484,7 @@ int lx_response_head(lx_req_t *r, int64_t whole_len)
         return -1;
     int code = r->status_code;
     r->resp_nobody =
-        (r->h.method.len == 4 && memcmp(r->h.method.base, "HEAD", 4) == 0) ||
-        code < 200 || code == 204 || code == 304;
+        r->head_method || code < 200 || code == 204 || code == 304;
     lx_out_put(r, lx_buf_head(r->fields), fl);
     r->resp_length = r->app_length;
     r->resp_chunked = 0;

@@ -107,24 +107,33 @@ static int teardown(lx_server_t *srv)
 {
     if (srv->torn_down)
         return 0;
+    int ours =
+        srv->pool.all != NULL || srv->dead != NULL || lx_conns_to_resume(srv);
     /* Greenlets of ours can only be switched to from their own thread;
      * what they point at must stay until they are unwound. */
-    if (srv->hub != NULL && srv->hub_thread != PyThread_get_thread_ident() &&
-        (srv->pool.all != NULL || srv->dead != NULL ||
-         lx_conns_to_resume(srv)))
+    if (ours && srv->hub != NULL &&
+        srv->hub_thread != PyThread_get_thread_ident())
         return -1;
     PyObject *me = lx_green_current();
-    if (me == NULL)
-        return -1;
+    if (me == NULL) {
+        /* No greenlet to be had (the interpreter is finishing): fine if
+         * there is none to switch to. */
+        PyErr_Clear();
+        if (ours)
+            return -2;
+    }
     srv->stopping = srv->torn_down = 1;
     Py_XSETREF(srv->hub, me);
     int in_turn = srv->in_turn;
     srv->in_turn = 1;
+    /* Every greenlet of ours comes back here as it unwinds. */
+    int rc = lx_pool_adopt(srv);
     lx_conns_close_all(srv);
     int round;
     for (round = 0; round < 4 && lx_conns_to_resume(srv); round++)
         lx_conns_resume(srv);
-    int rc = lx_pool_close(srv);
+    if (lx_pool_close(srv) < 0)
+        rc = -1;
     while (lx_conns_to_resume(srv) && round++ < 8)
         lx_conns_resume(srv);
     if (lx_conns_to_resume(srv))
@@ -132,7 +141,7 @@ static int teardown(lx_server_t *srv)
     lx_conns_free_dead(srv);
     lx_timer_cancel(&srv->accept_timer);
     lx_bufpool_clear(&srv->bufs);
-    if (srv->access_fd >= 0)
+    if (srv->alog_len > 0)
         lx_log_flush(srv);
     srv->in_turn = in_turn;
     if (rc == 0)
@@ -207,7 +216,7 @@ static int turn_work(lx_server_t *srv, int timeout_ms)
         lx_conns_resume(srv);
     lx_pool_reap(srv);
     lx_conns_free_dead(srv);
-    if (srv->access_fd >= 0 && srv->alog_len > 0)
+    if (srv->alog_len > 0)
         lx_log_flush(srv);
     if (srv->pending_exc != NULL) {
         lx_err_set(srv->pending_exc);
@@ -399,6 +408,12 @@ static PyObject *server_get_running(PyObject *self, void *closure)
     return PyBool_FromLong(((lx_server_t *)self)->in_turn);
 }
 
+static PyObject *server_get_served(PyObject *self, void *closure)
+{
+    (void)closure;
+    return PyLong_FromUnsignedLongLong(((lx_server_t *)self)->served);
+}
+
 static PyObject *server_get_closed(PyObject *self, void *closure)
 {
     (void)closure;
@@ -443,6 +458,48 @@ static int opt_size(PyObject *opts, const char *key, long long min,
         return -1;
     }
     *out = n;
+    return 0;
+}
+
+/* A callable option, or NULL for None or no key. */
+static int opt_callable(PyObject *opts, const char *key, PyObject **out)
+{
+    PyObject *v = PyDict_GetItemString(opts, key);
+    *out = NULL;
+    if (v == NULL || v == Py_None)
+        return 0;
+    if (!PyCallable_Check(v)) {
+        PyErr_Format(PyExc_TypeError, "lichen: option %s must be callable",
+                     key);
+        return -1;
+    }
+    *out = Py_NewRef(v);
+    return 0;
+}
+
+/* The access log (to access_fd, or line by line to access_log_write, in
+ * the access_log_format given) and the application errors' hook. */
+static int opt_logs(lx_server_t *srv, PyObject *opts, int access_fd)
+{
+    PyObject *style = PyDict_GetItemString(opts, "access_log_format");
+    if (opt_callable(opts, "access_log_write", &srv->alog_write) < 0 ||
+        opt_callable(opts, "app_error", &srv->app_error) < 0)
+        return -1;
+    srv->access_fd = access_fd;
+    srv->alog_on = access_fd >= 0 || srv->alog_write != NULL;
+    srv->alog_style = LX_ALOG_COMBINED;
+    if (style != NULL && style != Py_None) {
+        if (PyUnicode_Check(style) &&
+            PyUnicode_CompareWithASCIIString(style, "pywsgi") == 0)
+            srv->alog_style = LX_ALOG_PYWSGI;
+        else if (!PyUnicode_Check(style) ||
+                 PyUnicode_CompareWithASCIIString(style, "combined") != 0) {
+            PyErr_SetString(PyExc_ValueError,
+                            "lichen: access_log_format is 'combined' or "
+                            "'pywsgi'");
+            return -1;
+        }
+    }
     return 0;
 }
 
@@ -504,6 +561,13 @@ static int server_init(PyObject *self, PyObject *args, PyObject *kwds)
     PyObject *log = PyDict_GetItemString(opts, "log");
     srv->app = Py_NewRef(app);
     srv->log = log && log != Py_None ? Py_NewRef(log) : NULL;
+    if (opt_logs(srv, opts, (int)access_fd) < 0)
+        return -1;
+    long long concurrency = 0;
+    if (PyDict_GetItemString(opts, "limit_concurrency") != NULL &&
+        opt_size(opts, "limit_concurrency", 0, &concurrency) < 0)
+        return -1;
+    srv->pool.limit = (size_t)concurrency;
     if (server_header(srv, PyDict_GetItemString(opts, "server_header")) < 0)
         return -1;
     srv->keepalive_ms =
@@ -518,7 +582,6 @@ static int server_init(PyObject *self, PyObject *args, PyObject *kwds)
     if (srv->max_head > (64u << 20))
         srv->max_head = 64u << 20;
     srv->limit_body = (uint64_t)body;
-    srv->access_fd = (int)access_fd;
     lx_conns_init(srv, t_header, t_body, t_write);
     lx_timer_list_init(&srv->t_accept, ACCEPT_PAUSE_MS);
     lx_timer_init(&srv->accept_timer, accept_resume);
@@ -613,6 +676,8 @@ static int server_traverse(PyObject *self, visitproc visit, void *arg)
     Py_VISIT(srv->module);
     Py_VISIT(srv->app);
     Py_VISIT(srv->log);
+    Py_VISIT(srv->alog_write);
+    Py_VISIT(srv->app_error);
     Py_VISIT(srv->hub);
     Py_VISIT(srv->pending_exc);
     for (i = 0; i < srv->nlisteners; i++)
@@ -633,6 +698,8 @@ static int server_clear(PyObject *self)
         return 0;
     Py_CLEAR(srv->app);
     Py_CLEAR(srv->log);
+    Py_CLEAR(srv->alog_write);
+    Py_CLEAR(srv->app_error);
     Py_CLEAR(srv->hub);
     Py_CLEAR(srv->pending_exc);
     for (i = 0; i < srv->nlisteners; i++)
@@ -653,7 +720,10 @@ static void server_finalize(PyObject *self)
     PyObject *exc = lx_err_get();
     if (PyErr_ResourceWarning(self, 1, "unclosed lichen engine %R", self) < 0)
         PyErr_WriteUnraisable(self);
-    if (teardown(srv) < 0) {
+    int rc = teardown(srv);
+    if (rc == -2) {
+        Py_INCREF(self); /* the interpreter is finishing: left as is */
+    } else if (rc < 0) {
         PyErr_Clear();
         lx_log(srv, LX_LOG_WARNING,
                "an unclosed engine could not be unwound here (its loop "
@@ -713,6 +783,7 @@ static PyGetSetDef server_getset[] = {
     {"running", server_get_running, NULL,
      "whether serve_forever or run_once is running", NULL},
     {"closed", server_get_closed, NULL, "whether it was torn down", NULL},
+    {"served", server_get_served, NULL, "requests answered so far", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 

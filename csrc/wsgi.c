@@ -28,17 +28,6 @@ static int send_error(lx_req_t *r, int status)
     return lx_out_flush(r);
 }
 
-static void log_error(lx_req_t *r, PyObject *exc)
-{
-    char msg[256];
-    snprintf(msg, sizeof(msg), "Error handling request %.*s %.*s",
-             (int)(r->h.method.len > 32 ? 32 : r->h.method.len),
-             r->h.method.base ? r->h.method.base : "",
-             (int)(r->h.target.len > 200 ? 200 : r->h.target.len),
-             r->h.target.base ? r->h.target.base : "");
-    lx_log(r->srv, LX_LOG_ERROR, msg, exc);
-}
-
 /* The exception set now ended the request. */
 static void request_error(lx_req_t *r)
 {
@@ -71,7 +60,7 @@ static void request_error(lx_req_t *r)
          PyErr_GivenExceptionMatches(exc, PyExc_TimeoutError)))
         status = r->body_error; /* the request's fault, not the app's */
     else
-        log_error(r, exc);
+        lx_log_app_error(r, exc);
     Py_DECREF(exc);
     if (r->head_sent) {
         /* Mid-response: what the application gave still goes out (it may
@@ -167,7 +156,9 @@ int lx_wsgi_call(lx_req_t *r)
 {
     lx_server_t *srv = r->srv;
     lx_conn_t *c = r->conn;
-    r->t_start = srv->access_fd >= 0 ? lx_now_us() : 0;
+    r->t_start = srv->alog_on ? lx_now_us() : 0;
+    r->head_method =
+        r->h.method.len == 4 && memcmp(r->h.method.base, "HEAD", 4) == 0;
     r->head_sent = r->resp_chunked = r->resp_close = r->resp_nobody = 0;
     r->status_code = 0;
     r->resp_length = -1;
@@ -217,7 +208,8 @@ int lx_wsgi_call(lx_req_t *r)
     }
     int keep = !(c->flags & LX_CONN_F_BROKEN) && !r->resp_close &&
                r->keepalive && lx_body_discard(r);
-    if (srv->access_fd >= 0)
+    srv->served++;
+    if (srv->alog_on)
         lx_log_access(r);
     /* The environ first: it holds wsgi.input, which can then serve the
      * next request unless the application kept it. */
