@@ -96,6 +96,10 @@ OPTIONS = [
     Option("limit_request_body", 1073741824, "int",
            "maximum bytes of a request body, 0 for no limit (larger: 413)",
            minimum=0, metavar="BYTES"),
+    Option("limit_concurrency", 0, "int",
+           "the most requests served at once, 0 for no limit (an idle "
+           "keep-alive connection does not count; the others wait)",
+           minimum=0, metavar="INT"),
     Option("access_log", None, "file",
            "write an access log line per request: '-' for stdout or a file "
            "path (appended to); default none", metavar="FILE"),
@@ -239,6 +243,7 @@ def engine_options(cfg, access_log_fd, log):
         "limit_request_fields": cfg["limit_request_fields"],
         "limit_request_field_size": cfg["limit_request_field_size"],
         "limit_request_body": cfg["limit_request_body"],
+        "limit_concurrency": cfg["limit_concurrency"],
         "access_log_fd": access_log_fd,
         "server_header": cfg["server_header"],
         "log": log,
