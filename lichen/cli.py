@@ -47,7 +47,7 @@ def build_parser():
                  "timeout_body", "timeout_write", "graceful_timeout",
                  "limit_request_line",
                  "limit_request_fields", "limit_request_field_size",
-                 "limit_request_body"]:
+                 "limit_request_body", "limit_concurrency"]:
         opt = by_name[name]
         parser.add_argument(opt.flag, dest=name, metavar=opt.metavar,
                             help=f"{opt.help} (default: {opt.default:g})"
@@ -65,6 +65,18 @@ def build_parser():
     opt = by_name["root_path"]
     parser.add_argument("--root-path", dest="root_path", metavar=opt.metavar,
                         help=opt.help + " (default: '')")
+    parser.add_argument(
+        "--gevent", action="store_true",
+        help="gevent mode: serve from gevent's hub, so that applications "
+             "using gevent (sleep, sockets, queues, spawned greenlets) "
+             "cooperate; the standard library is monkey-patched first")
+    parser.add_argument(
+        "-k", "--worker-class", dest="worker_class", metavar="CLASS",
+        help="gunicorn's spelling: '-k gevent' is --gevent")
+    parser.add_argument(
+        "--no-monkey-patch", action="store_true",
+        help="with --gevent: leave the standard library as it is (for "
+             "applications that patch it themselves)")
     parser.add_argument("--factory", action="store_true",
                         help="APP is a callable that returns the application")
     parser.add_argument("--chdir", metavar="DIR",
@@ -189,9 +201,31 @@ def _fail(message, exc, show_traceback):
     return 1
 
 
+def _gevent_mode(args, parser):
+    """Whether to serve in gevent mode; patches the standard library then,
+    before the application is imported."""
+    if args.worker_class not in (None, "gevent", "sync"):
+        parser.error(f"unknown worker class {args.worker_class!r} (gevent "
+                     "or sync)")
+    if not (args.gevent or args.worker_class == "gevent"):
+        if args.no_monkey_patch:
+            parser.error("--no-monkey-patch goes with --gevent")
+        return False
+    try:
+        import gevent  # noqa: F401
+    except ImportError:
+        parser.exit(2, f"{PROG}: --gevent needs gevent: pip install "
+                       "'lichen[gevent]'\n")
+    if not args.no_monkey_patch:
+        from .gevent import patch
+        patch()
+    return True
+
+
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
+    gevent_mode = _gevent_mode(args, parser)
     given = {o.name: getattr(args, o.name) for o in OPTIONS
              if getattr(args, o.name, None) is not None}
     try:
@@ -206,7 +240,7 @@ def main(argv=None):
         if cwd not in sys.path:
             sys.path.insert(0, cwd)
         app = load_app(args.app, factory=args.factory)
-        server = Server(app, bind=args.bind, config=cfg)
+        server = Server(app, bind=args.bind, config=cfg, gevent=gevent_mode)
     except (StartupError, ConfigError, BindError, EngineMissing) as exc:
         return _fail(str(exc), exc, args.traceback)
     except Exception as exc:

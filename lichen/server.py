@@ -239,7 +239,7 @@ class Server:
     _closed = True  # until __init__ has made everything
 
     def __init__(self, app, host=None, port=None, *, bind=None, sockets=None,
-                 config=None, **options):
+                 config=None, gevent=False, environ=None, **options):
         if not callable(app):
             raise TypeError(f"app must be a WSGI callable, not "
                             f"{type(app).__name__}")
@@ -263,6 +263,13 @@ class Server:
                 DEFAULT_PORT if port is None else port))]
 
         self.log = _logging.configure(self.options["log_level"])
+        self._gevent = None
+        if gevent:
+            try:
+                from . import gevent as gevent_mode
+            except ImportError:
+                raise ConfigError("gevent mode needs gevent: pip install "
+                                  "'lichen[gevent]'") from None
         self._engine = None
         self._listeners = []
         self._access_log_fd, self._access_log_owned = -1, False
@@ -285,13 +292,15 @@ class Server:
             engine = _engine_module()
             listeners = [
                 (l.sock.fileno(),
-                 l.environ(self.options["root_path"], engine.FileWrapper))
+                 dict(l.environ(self.options["root_path"],
+                                engine.FileWrapper), **(environ or {})))
                 for l in self._listeners
             ]
             self._engine = engine.Server(
-                app, listeners,
-                engine_options(self.options, self._access_log_fd,
-                               _logging.engine_log))
+                app, listeners, self._engine_options())
+            if gevent:
+                self._gevent = gevent_mode.HubDriver(self._engine,
+                                                     self._ended)
         except BaseException:
             self._release()
             raise
@@ -329,16 +338,43 @@ class Server:
 
     # -- running -----------------------------------------------------------
 
+    def _engine_options(self):
+        return engine_options(self.options, self._access_log_fd,
+                              _logging.engine_log)
+
+    @property
+    def gevent(self):
+        """Whether the engine runs in gevent's hub (gevent mode)."""
+        return self._gevent is not None
+
     def _check_open(self):
         if self._closed:
             raise RuntimeError("the server is closed")
 
-    def serve_forever(self):
-        """Serve until stop() (from a signal handler, the application or
-        another thread) has drained the in-flight requests."""
+    def _check_serving(self):
         self._check_open()
         if self._drained.is_set():
             raise RuntimeError("the server has been stopped")
+
+    def start(self):
+        """Gevent mode: serve from gevent's hub and return at once; the
+        caller's greenlet goes on with its work."""
+        self._check_serving()
+        if self._gevent is None:
+            raise RuntimeError("start() serves from gevent's hub: make the "
+                               "server with gevent=True, or call "
+                               "serve_forever()")
+        self._gevent.start()
+
+    def serve_forever(self):
+        """Serve until stop() (from a signal handler, the application or
+        another thread) has drained the in-flight requests. In gevent mode
+        it blocks only the calling greenlet."""
+        self._check_serving()
+        if self._gevent is not None:
+            self._gevent.start()
+            self._gevent.wait()
+            return
         in_main = threading.current_thread() is threading.main_thread()
         old_wakeup = None
         if in_main:
@@ -360,6 +396,9 @@ class Server:
         if self._drained.is_set():
             return False
         self._check_open()
+        if self._gevent is not None:
+            raise RuntimeError("in gevent mode, gevent's hub drives the "
+                               "loop")
         if self._engine.run_once(timeout):
             return True
         self._ended()
@@ -384,6 +423,15 @@ class Server:
         timeout = max(0.0, float(timeout))
         engine = self._engine
         engine.stop(timeout)
+        if self._gevent is not None:
+            hub = self._gevent
+            if not hub.started:
+                hub.close(0)
+            elif hub.other_thread():
+                self._wait_drained(timeout + 5.0)
+            elif not hub.in_hub():
+                hub.wait(timeout + 5.0)
+            return
         driver = engine.driver_thread
         if driver is None:
             # Never driven, so nothing was accepted: done at once, unless a
@@ -397,9 +445,7 @@ class Server:
                 return
         if driver != threading.get_ident():
             # Another thread drives the loop: it ends the stop.
-            if not self._drained.wait(timeout + 5.0):
-                self.log.warning("stop: the loop did not end within %.1fs",
-                                 timeout + 5.0)
+            self._wait_drained(timeout + 5.0)
         elif not engine.running:
             # This thread drives it, and is not inside it: drive it to the
             # end from here.
@@ -411,13 +457,23 @@ class Server:
                     raise
                 # That greenlet ends the stop as it drives the loop.
 
+    def _wait_drained(self, timeout):
+        if not self._drained.wait(timeout):
+            self.log.warning("stop: the loop did not end within %.1fs",
+                             timeout)
+
     def close(self):
         """Immediate stop: every connection closed, sockets released."""
         if self._closed:
             return
         engine = self._engine
         driver = engine.driver_thread
-        if driver is not None and driver != threading.get_ident():
+        if self._gevent is not None:
+            if self._gevent.other_thread():
+                self.stop(0)  # its hub tears it down
+            else:
+                self._gevent.close(5.0)
+        elif driver is not None and driver != threading.get_ident():
             self.stop(0)  # its thread tears it down
         elif engine.running:
             raise RuntimeError("close() called from inside the loop; "
@@ -439,8 +495,11 @@ class Server:
         self._access_log_fd = -1
 
     def __del__(self):
-        if self._closed or self._engine.running:
+        if self._closed or self._engine.running or sys.is_finalizing():
             return
+        if self._gevent is not None and self._gevent.started and \
+                not self._gevent.done:
+            return  # its watcher holds it while it serves
         if not self._drained.is_set():
             # Still listening, maybe serving: said as an unclosed file says
             # it. (A server whose stop has drained only holds its access
@@ -459,18 +518,21 @@ def run(server):
     """Run server in this (the main) thread until SIGTERM (graceful stop)
     or SIGINT (immediate stop), then close it. Returns the signal that
     ended it."""
-    server.log.info("Starting lichen %s", __version__)
+    server.log.info("Starting lichen %s%s", __version__,
+                    " (gevent mode)" if server.gevent else "")
     for url in server.urls:
         server.log.info("Listening at: %s (%d)", url, os.getpid())
     received = []
 
-    def on_term(signum, frame):
+    def on_term(*args):
         if not received:
-            received.append(signum)
+            received.append(signal.SIGTERM)
             server.log.info("Received SIGTERM: stopping gracefully, "
                             "timeout %gs", server.options["graceful_timeout"])
             server.stop()
 
+    if server.gevent:
+        return _run_gevent(server, received, on_term)
     old_term = signal.signal(signal.SIGTERM, on_term)
     # Whatever was inherited: a shell starts background jobs, and nohup
     # its command, with SIGINT ignored, and Python then leaves it so.
@@ -484,6 +546,28 @@ def run(server):
     finally:
         signal.signal(signal.SIGTERM, old_term)
         signal.signal(signal.SIGINT, old_int)
+        server.close()
+    return received[0] if received else None
+
+
+def _run_gevent(server, received, on_term):
+    """run() in gevent mode: the signals are watched by gevent's loop (a
+    Python handler would wait for the hub to come back from libev)."""
+    import gevent
+
+    def on_int():
+        if not received:
+            received.append(signal.SIGINT)
+            server.log.info("Received SIGINT: stopping")
+            server.stop(0)
+
+    watchers = [gevent.signal_handler(signal.SIGTERM, on_term),
+                gevent.signal_handler(signal.SIGINT, on_int)]
+    try:
+        server.serve_forever()
+    finally:
+        for w in watchers:
+            w.cancel()
         server.close()
     return received[0] if received else None
 

@@ -12,8 +12,9 @@ _sys.path.insert(0, _os.path.dirname(__file__))
 
 # The ways to drive the engine: serve_forever in a thread; a plain selectors
 # loop that calls run_once(0) only when fileno() is readable, in a thread's
-# main greenlet, or in a greenlet of its own.
-DRIVERS = ('serve_forever', 'selectors', 'selectors-greenlet')
+# main greenlet, or in a greenlet of its own; gevent mode, the thread's
+# gevent hub driving it.
+DRIVERS = ('serve_forever', 'selectors', 'selectors-greenlet', 'gevent')
 
 
 @_pytest.fixture(scope='session', autouse=True)
@@ -43,7 +44,7 @@ def drive_with_selectors(srv, stats):
 
 
 def _run_driver(driver, srv, stats):
-    if driver == 'serve_forever':
+    if driver in ('serve_forever', 'gevent'):
         srv.serve_forever()
     elif driver == 'selectors':
         drive_with_selectors(srv, stats)
@@ -57,8 +58,9 @@ def _run_driver(driver, srv, stats):
 @_pytest.fixture
 def driver():
     """How the `serve` fixture drives its servers; a module parametrizes
-    this fixture to run its tests under every driver (DRIVERS)."""
-    return 'serve_forever'
+    this fixture to run its tests under every driver (DRIVERS). The
+    environment's LICHEN_TEST_DRIVER runs the whole suite under one."""
+    return _os.environ.get('LICHEN_TEST_DRIVER', 'serve_forever')
 
 
 @_pytest.fixture
@@ -75,6 +77,8 @@ def serve(driver):
     def start(app, **options):
         options.setdefault('host', '127.0.0.1')
         options.setdefault('port', 0)
+        if driver == 'gevent':
+            options.setdefault('gevent', True)
         srv = lichen.Server(app, **options)
         errors = []
         stats = _collections.Counter()
