@@ -1,0 +1,325 @@
+"""A drop-in for gevent.pywsgi: ``from lichen import pywsgi`` in place of
+``from gevent import pywsgi``, and the rest of the program unchanged::
+
+    from lichen import pywsgi
+    pywsgi.WSGIServer(('', 8080), application).serve_forever()
+
+The server runs lichen's engine in gevent's hub (gevent mode): requests are
+served by greenlets that are the hub's children, so gevent and everything
+it patches cooperate. The constructor takes gevent.pywsgi.WSGIServer's
+arguments, binds in start() (or serve_forever()) as gevent's does, logs in
+its format, reports an application's error through the hub's
+handle_error, and stop() closes the listener, a socket given included.
+
+Differences, by design (docs/conformance/gevent-suite.md lists them):
+requests are parsed strictly (RFC 9112), so some that pywsgi takes are
+refused with a 4xx; ``spawn`` limits the requests served at once, where
+gevent limits connections (an idle keep-alive client holds no slot here);
+``handler_class`` is honoured for gevent's WSGIHandler (a subclass's
+methods are not called: a warning names them); TLS arguments are refused
+until lichen serves TLS.
+"""
+
+import socket
+import sys
+import warnings
+
+import gevent
+from gevent import pywsgi as _gevent_pywsgi
+
+from . import __version__
+from .config import validate
+from .server import Server
+
+__all__ = ["WSGIServer", "WSGIHandler", "LoggingLogAdapter", "Environ",
+           "SecureEnviron", "WSGISecureEnviron"]
+
+# gevent's, so that applications and subclasses that name them work.
+WSGIHandler = _gevent_pywsgi.WSGIHandler
+LoggingLogAdapter = _gevent_pywsgi.LoggingLogAdapter
+Environ = _gevent_pywsgi.Environ
+SecureEnviron = _gevent_pywsgi.SecureEnviron
+WSGISecureEnviron = _gevent_pywsgi.WSGISecureEnviron
+
+
+class _NoopLog:
+    """Enough of a file for wsgi.errors when error logging is off."""
+
+    def write(self, *args, **kwargs):
+        pass
+
+    def writelines(self, *args, **kwargs):
+        pass
+
+    def flush(self):
+        pass
+
+
+def _make_log(log, level):
+    if log == "default":
+        return sys.stderr
+    if log is None:
+        return None
+    if not hasattr(log, "write") and hasattr(log, "log"):
+        return LoggingLogAdapter(log, level)
+    return log
+
+
+def _concurrency(spawn):
+    """The most requests served at once that spawn asks for, 0 for none."""
+    if spawn == "default" or spawn is None:
+        return 0
+    if isinstance(spawn, bool):
+        raise TypeError("spawn must be 'default', an int or a pool")
+    if isinstance(spawn, int):
+        if spawn < 1:
+            raise ValueError("spawn must be at least 1")
+        return spawn
+    size = getattr(spawn, "size", None)
+    if hasattr(spawn, "spawn") and isinstance(size, int):
+        return size
+    return 0  # gevent.spawn, spawn_raw, an unbounded pool: no limit
+
+
+def _overridden(handler_class):
+    """Methods a handler class overrides that lichen does not call."""
+    if not isinstance(handler_class, type) or \
+            not issubclass(handler_class, WSGIHandler):
+        return ["(not a subclass of pywsgi.WSGIHandler)"]
+    names = set()
+    for klass in handler_class.__mro__:
+        if klass is WSGIHandler or klass is object:
+            break
+        if klass.__module__.startswith("geventwebsocket"):
+            continue  # honoured once websockets land
+        names.update(k for k, v in vars(klass).items()
+                     if callable(v) and not k.startswith("__"))
+    return sorted(names)
+
+
+class _Engine(Server):
+    """lichen's Server, logging as pywsgi does."""
+
+    def __init__(self, owner, *args, **kwargs):
+        self._owner = owner
+        super().__init__(*args, **kwargs)
+
+    def _engine_options(self):
+        options = super()._engine_options()
+        owner = self._owner
+        if owner.log is not None:
+            options["access_log_write"] = owner.log.write
+            options["access_log_format"] = "pywsgi"
+        options["app_error"] = owner._app_error
+        return options
+
+
+class WSGIServer:
+    """gevent.pywsgi.WSGIServer's interface, lichen's engine."""
+
+    handler_class = WSGIHandler
+    environ_class = dict
+    secure_environ_class = WSGISecureEnviron
+    base_env = {
+        "GATEWAY_INTERFACE": "CGI/1.1",
+        "SERVER_SOFTWARE": "lichen/%s Python/%d.%d" % ((__version__,)
+                                                       + sys.version_info[:2]),
+        "SCRIPT_NAME": "",
+        "wsgi.version": (1, 0),
+        "wsgi.multithread": False,
+        "wsgi.multiprocess": False,
+        "wsgi.run_once": False,
+    }
+    backlog = 256
+    reuse_addr = 1
+    stop_timeout = 1
+    max_accept = 100
+    application = None
+
+    def __init__(self, listener, application=None, backlog=None,
+                 spawn="default", log="default", error_log="default",
+                 handler_class=None, environ=None, **ssl_args):
+        if ssl_args:
+            raise TypeError("lichen.pywsgi does not serve TLS yet: "
+                            "unsupported arguments %s"
+                            % ", ".join(sorted(ssl_args)))
+        if application is not None:
+            self.application = application
+        if backlog is not None:
+            self.backlog = backlog
+        if handler_class is not None:
+            self.handler_class = handler_class
+        self.spawn = spawn
+        self.limit_concurrency = _concurrency(spawn)
+        self.log = _make_log(log, 20)
+        self.error_log = _make_log(error_log, 40) or _NoopLog()
+        self.socket = None
+        self._given_socket = None
+        self._engine = None
+        self.set_listener(listener)
+        self.set_environ(environ)
+
+    # -- gevent's configuration methods -------------------------------------
+
+    def set_listener(self, listener):
+        if hasattr(listener, "accept"):
+            if hasattr(listener, "do_handshake"):
+                raise TypeError("Expected a regular socket, not SSLSocket: "
+                                "%r" % (listener,))
+            self.family = listener.family
+            self.address = listener.getsockname()
+            self._given_socket = listener
+        else:
+            from gevent.baseserver import parse_address
+            self.family, self.address = parse_address(listener)
+
+    def set_environ(self, environ=None):
+        if environ is not None:
+            self.environ = environ
+        update = getattr(self, "environ", None)
+        self.environ = self.environ_class(self.base_env)
+        self.environ["wsgi.url_scheme"] = "http"
+        if update is not None:
+            self.environ.update(update)
+        if self.environ.get("wsgi.errors") is None:
+            self.environ["wsgi.errors"] = self.error_log
+
+    def get_environ(self):
+        return self.environ_class(self.environ)
+
+    def set_spawn(self, spawn):
+        self.spawn = spawn
+        self.limit_concurrency = _concurrency(spawn)
+
+    # -- state ---------------------------------------------------------------
+
+    @property
+    def server_host(self):
+        if isinstance(self.address, tuple):
+            return self.address[0]
+
+    @property
+    def server_port(self):
+        if isinstance(self.address, tuple):
+            return self.address[1]
+
+    @property
+    def started(self):
+        return self._engine is not None and not self._engine._drained.is_set()
+
+    @property
+    def closed(self):
+        return self.socket is None and (self._engine is None
+                                        or self._engine._closed)
+
+    def __repr__(self):
+        return "<%s at %s %s>" % (type(self).__name__, hex(id(self)),
+                                  self.address)
+
+    # -- running -------------------------------------------------------------
+
+    def init_socket(self):
+        if self.socket is not None:
+            return
+        if self._given_socket is not None:
+            self.socket = self._given_socket
+        else:
+            sock = socket.socket(self.family, socket.SOCK_STREAM)
+            try:
+                if self.reuse_addr:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR,
+                                    1)
+                sock.bind(self.address)
+                sock.listen(self.backlog)
+            except BaseException:
+                sock.close()
+                raise
+            self.socket = sock
+        self.address = self.socket.getsockname()
+        if self.family == socket.AF_INET6:
+            self.address = self.address[:2]
+        self._update_environ()
+
+    def _update_environ(self):
+        address = self.address
+        if isinstance(address, tuple):
+            self.environ.setdefault("SERVER_NAME", str(address[0]))
+            self.environ.setdefault("SERVER_PORT", str(address[1]))
+        else:
+            self.environ.setdefault("SERVER_NAME", "")
+            self.environ.setdefault("SERVER_PORT", "")
+
+    def _app_error(self, environ, exc):
+        """An application's exception, as pywsgi reports it: to the hub's
+        handle_error, the environ (secured) as its context."""
+        if isinstance(exc, gevent.GreenletExit):
+            return
+        context = environ
+        if context is not None and not isinstance(context,
+                                                  self.secure_environ_class):
+            context = self.secure_environ_class(context)
+        gevent.get_hub().handle_error(context, type(exc), exc,
+                                      exc.__traceback__)
+
+    def start(self):
+        """Bind (if given an address) and serve from gevent's hub; returns
+        at once."""
+        if self.started:
+            return
+        if self.application is None:
+            raise TypeError("WSGIServer needs an application")
+        overridden = _overridden(self.handler_class)
+        if overridden:
+            warnings.warn(
+                "lichen.pywsgi serves requests itself: the handler class "
+                "%s overrides %s, which lichen does not call"
+                % (self.handler_class.__name__, ", ".join(overridden)),
+                RuntimeWarning, stacklevel=2)
+        self.init_socket()
+        try:
+            config = validate(limit_concurrency=self.limit_concurrency,
+                              log_level="warning")
+            self._engine = _Engine(self, self.application,
+                                   sockets=[self.socket], config=config,
+                                   environ=self.environ, gevent=True)
+            self._engine.start()
+        except BaseException:
+            self.close()
+            raise
+
+    def serve_forever(self, stop_timeout=None):
+        """Start if not started, and block the calling greenlet until the
+        server is stopped."""
+        if not self.started:
+            self.start()
+        try:
+            self._engine._gevent.wait()
+        finally:
+            gevent.spawn(self.stop, timeout=stop_timeout).join()
+
+    def stop(self, timeout=None):
+        """Stop accepting at once, let the requests in flight finish within
+        timeout (default stop_timeout), close the rest and the listener."""
+        if timeout is None:
+            timeout = self.stop_timeout
+        if self._engine is not None:
+            self._engine.stop(timeout)
+        self.close()
+
+    def close(self):
+        """Stop now: connections and the listener closed."""
+        engine, self._engine = self._engine, None
+        if engine is not None:
+            engine.close()
+            self._engine = engine  # started and closed read it
+        if self.socket is not None:
+            try:
+                self.socket.close()
+            finally:
+                self.socket = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *args):
+        self.close()
