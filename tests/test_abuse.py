@@ -263,7 +263,10 @@ def test_slowloris_heads_time_out_while_others_are_served():
     # 500 connections each sending a header line every second, never ending
     # the head: the server cuts each at --timeout-header.
     rows, _ = run_attack(["--timeout-header", "3"], "-H", "-i", "1")
-    assert rows[-1][1] >= 450, rows[-1]  # the attacker saw them closed
+    # The attacker saw them closed (its last report may come before it has
+    # seen the last few go: the server's descriptors, checked in
+    # run_attack, are the exact count).
+    assert rows[-1][1] >= 400, rows[-1]
 
 
 @pytest.mark.heavy
