@@ -255,6 +255,15 @@ def run_attack(server_args, mode, *attack_args, path="/", seconds=15,
         server.stop(timeout=20)
 
 
+def assert_attacker_saw_them_closed(rows):
+    """Most of the connections the attacker got in, it saw closed. Its
+    last report may come before it has seen the last few go, and on a
+    loaded machine it may not get all of them in: the server's descriptors,
+    checked in run_attack, are the exact count."""
+    peak = max(r[3] for r in rows)
+    assert rows[-1][1] >= 0.8 * peak, (peak, rows[-1])
+
+
 # ---- the tests -----------------------------------------------------------------
 
 @pytest.mark.heavy
@@ -263,10 +272,7 @@ def test_slowloris_heads_time_out_while_others_are_served():
     # 500 connections each sending a header line every second, never ending
     # the head: the server cuts each at --timeout-header.
     rows, _ = run_attack(["--timeout-header", "3"], "-H", "-i", "1")
-    # The attacker saw them closed (its last report may come before it has
-    # seen the last few go: the server's descriptors, checked in
-    # run_attack, are the exact count).
-    assert rows[-1][1] >= 400, rows[-1]
+    assert_attacker_saw_them_closed(rows)
 
 
 @pytest.mark.heavy
@@ -277,7 +283,7 @@ def test_slow_body_is_cut_while_others_are_served():
     # progress).
     rows, _ = run_attack(["--timeout-body", "2"], "-B", "-i", "5",
                          "-s", "8192", path="/upload")
-    assert rows[-1][1] >= 450, rows[-1]
+    assert_attacker_saw_them_closed(rows)
 
 
 @pytest.mark.heavy

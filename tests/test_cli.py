@@ -224,8 +224,13 @@ def test_application_error_is_logged_with_traceback(cli_server):
 
 # -- stopping ----------------------------------------------------------------
 
-def test_sigterm_finishes_request_in_flight(cli_server):
-    proc = cli_server(["--chdir", str(APPS), "-b", "127.0.0.1:0",
+MODES = pytest.mark.parametrize("mode", [[], ["--gevent"]],
+                                ids=["native", "gevent"])
+
+
+@MODES
+def test_sigterm_finishes_request_in_flight(cli_server, mode):
+    proc = cli_server(mode + ["--chdir", str(APPS), "-b", "127.0.0.1:0",
                        "--graceful-timeout", "20", "cliapp"])
     result = {}
 
@@ -254,8 +259,9 @@ def test_sigterm_finishes_request_in_flight(cli_server):
         socket.create_connection(("127.0.0.1", proc.port), timeout=2)
 
 
-def test_sigterm_graceful_timeout_bounds_the_wait(cli_server):
-    proc = cli_server(["--chdir", str(APPS), "-b", "127.0.0.1:0",
+@MODES
+def test_sigterm_graceful_timeout_bounds_the_wait(cli_server, mode):
+    proc = cli_server(mode + ["--chdir", str(APPS), "-b", "127.0.0.1:0",
                        "--graceful-timeout", "0.5", "cliapp"])
     client = threading.Thread(
         target=lambda: _ignore(request, proc.urls[0], path="/slow?4",
@@ -280,10 +286,11 @@ def _ignore(fn, *args, **kwargs):
 
 
 @pytest.mark.parametrize("inherited", ["default", "ignored"])
-def test_sigint_exits_quietly(cli_server, inherited):
+@MODES
+def test_sigint_exits_quietly(cli_server, inherited, mode):
     # Started from a background job or nohup, lichen inherits SIGINT
     # ignored: it stops on SIGINT all the same, as the README says.
-    proc = cli_server(["-b", "127.0.0.1:0", "examples.hello"],
+    proc = cli_server(mode + ["-b", "127.0.0.1:0", "examples.hello"],
                       sigint_ignored=inherited == "ignored")
     assert request(proc.urls[0]).body == HELLO
     proc.signal(signal.SIGINT)
@@ -293,8 +300,9 @@ def test_sigint_exits_quietly(cli_server, inherited):
     assert "KeyboardInterrupt" not in proc.stderr
 
 
-def test_idle_keepalive_connection_does_not_delay_sigterm(cli_server):
-    proc = cli_server(["-b", "127.0.0.1:0", "--keepalive", "60",
+@MODES
+def test_idle_keepalive_connection_does_not_delay_sigterm(cli_server, mode):
+    proc = cli_server(mode + ["-b", "127.0.0.1:0", "--keepalive", "60",
                        "examples.hello"])
     conn = socket.create_connection(("127.0.0.1", proc.port), timeout=10)
     try:

@@ -1,4 +1,5 @@
-"""Flask and Django applications served end to end by the lichen command."""
+"""Flask and Django applications served end to end by the lichen command,
+in native mode and in gevent mode (--gevent)."""
 
 import json
 import signal
@@ -19,12 +20,17 @@ APPS_UNDER_TEST = {
 }
 
 
-@pytest.fixture(scope="module", params=sorted(APPS_UNDER_TEST))
+@pytest.fixture(scope="module",
+                params=[(name, mode) for name in sorted(APPS_UNDER_TEST)
+                        for mode in ("native", "gevent")],
+                ids=lambda p: "-".join(p))
 def framework(request):
-    routes = APPS_UNDER_TEST[request.param]
-    proc = LichenProcess(["--chdir", str(APPS), "-b", "127.0.0.1:0",
-                          routes["spec"]])
-    yield proc, routes, request.param
+    name, mode = request.param
+    routes = APPS_UNDER_TEST[name]
+    extra = ["--gevent"] if mode == "gevent" else []
+    proc = LichenProcess(extra + ["--chdir", str(APPS), "-b", "127.0.0.1:0",
+                                  routes["spec"]])
+    yield proc, routes, name
     proc.signal(signal.SIGTERM)
     try:
         assert proc.wait(15) == 0, proc.stderr
