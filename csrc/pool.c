@@ -371,6 +371,18 @@ int lx_pool_adopt(lx_server_t *srv)
     return rc;
 }
 
+int lx_pool_is_current(lx_server_t *srv)
+{
+    PyObject *cur = lx_green_current();
+    if (cur == NULL)
+        return -1;
+    int found = 0;
+    for (lx_worker_t *w = srv->pool.all; w != NULL && !found; w = w->next)
+        found = w->greenlet == cur;
+    Py_DECREF(cur);
+    return found;
+}
+
 int lx_pool_close(lx_server_t *srv)
 {
     lx_pool_t *p = &srv->pool;

@@ -21,6 +21,9 @@ void lx_pool_reap(lx_server_t *srv);
  * when some could not be (another thread's, or the current greenlet's
  * own ancestors). */
 int lx_pool_adopt(lx_server_t *srv);
+/* Whether the current greenlet is one of srv's workers (a request's own
+ * greenlet); -1 with an exception set when it cannot be told. */
+int lx_pool_is_current(lx_server_t *srv);
 /* Teardown, from the greenlet that now plays the hub: unwind every worker
  * with GreenletExit. 0 when none is left, -1 when some could not be
  * (another thread's, or the current greenlet's own). */

@@ -408,6 +408,13 @@ static PyObject *server_get_running(PyObject *self, void *closure)
     return PyBool_FromLong(((lx_server_t *)self)->in_turn);
 }
 
+static PyObject *server_get_in_request(PyObject *self, void *closure)
+{
+    (void)closure;
+    int rc = lx_pool_is_current((lx_server_t *)self);
+    return rc < 0 ? NULL : PyBool_FromLong(rc);
+}
+
 static PyObject *server_get_served(PyObject *self, void *closure)
 {
     (void)closure;
@@ -784,6 +791,8 @@ static PyGetSetDef server_getset[] = {
      "whether serve_forever or run_once is running", NULL},
     {"closed", server_get_closed, NULL, "whether it was torn down", NULL},
     {"served", server_get_served, NULL, "requests answered so far", NULL},
+    {"in_request", server_get_in_request, NULL,
+     "whether the calling greenlet is one of its workers", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 

@@ -326,6 +326,12 @@ class Server:
     def connections(self):
         return self._engine.connections if self._engine is not None else 0
 
+    @property
+    def served(self):
+        """Requests answered so far (those the application was called
+        for)."""
+        return self._engine.served if self._engine is not None else 0
+
     def fileno(self):
         """The engine's poll fd: readable whenever run_once(0) has work to
         do (an event, a timer due, work queued)."""
@@ -414,8 +420,8 @@ class Server:
         """Graceful stop: stop accepting, close idle connections, give
         in-flight requests timeout seconds (None: graceful_timeout) to
         finish, then close them. Returns once the loop has ended, unless
-        called from inside it (an application, a signal handler), which
-        ends once drained."""
+        called from inside it (an application's greenlet, a signal
+        handler), which ends once drained."""
         if self._closed or self._drained.is_set():
             return
         if timeout is None:
@@ -423,6 +429,10 @@ class Server:
         timeout = max(0.0, float(timeout))
         engine = self._engine
         engine.stop(timeout)
+        if engine.running or engine.in_request:
+            # From a request of its own: waiting here would wait for this
+            # very request.
+            return
         if self._gevent is not None:
             hub = self._gevent
             if not hub.started:

@@ -562,3 +562,22 @@ def test_unknown_worker_class_is_a_usage_error():
         cwd=str(APPS.parent.parent))
     assert proc.returncode == 2
     assert b"unknown worker class 'eventlet'" in proc.stderr
+
+
+@pytest.mark.timeout(30)
+def test_stop_from_a_view_answers_that_request(serve):
+    holder = {}
+
+    def app(environ, start_response):
+        started = time.monotonic()
+        holder["srv"].stop(10)  # returns at once: it is this request's
+        waited = time.monotonic() - started
+        headers, out = _body(b"bye after %.1f" % waited)
+        start_response("200 OK", headers)
+        return out
+
+    srv = holder["srv"] = serve(app)
+    with Conn(srv.address) as c:
+        r = _get(c)
+        assert (r.status, r.body) == (200, b"bye after 0.0")
+    assert wait_for(lambda: srv._drained.is_set())
