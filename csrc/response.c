@@ -25,7 +25,8 @@ struct WriterObject {
 /* ------------------------------------------------------------------ */
 /* checks */
 
-/* Latin-1 bytes of a str, or NULL with TypeError/ValueError set. */
+/* Latin-1 bytes of a str, or NULL with TypeError or UnicodeError (a
+ * ValueError, as gevent.pywsgi raises it) set. */
 static const char *latin1(PyObject *s, Py_ssize_t *len, const char *what)
 {
     if (!PyUnicode_Check(s)) {
@@ -34,7 +35,7 @@ static const char *latin1(PyObject *s, Py_ssize_t *len, const char *what)
         return NULL;
     }
     if (PyUnicode_KIND(s) != PyUnicode_1BYTE_KIND) {
-        PyErr_Format(PyExc_ValueError,
+        PyErr_Format(PyExc_UnicodeError,
                      "%s must be latin-1 (non-latin-1 characters in %R)", what,
                      s);
         return NULL;
