@@ -13,26 +13,33 @@ handle_error, and stop() closes the listener, a socket given included.
 
 Differences, by design (docs/conformance/gevent-suite.md lists them):
 requests are parsed strictly (RFC 9112), so some that pywsgi takes are
-refused with a 4xx; ``spawn`` limits the requests served at once, where
-gevent limits connections (an idle keep-alive client holds no slot here);
+refused with a 4xx; a body given with a 304 (or 204) is left out where
+pywsgi raises; ``spawn`` limits the requests served at once, where gevent
+limits connections (an idle keep-alive client holds no slot here);
 ``handler_class`` is honoured for gevent's WSGIHandler (a subclass's
-methods are not called: a warning names them); TLS arguments are refused
-until lichen serves TLS.
+methods are not called: a warning names them); an ``environ_class`` other
+than dict gets the application a copy of the environ in that class; TLS
+arguments are refused until lichen serves TLS.
 """
 
 import socket
 import sys
+import types
 import warnings
 
 import gevent
 from gevent import pywsgi as _gevent_pywsgi
 
 from . import __version__
-from .config import validate
+from .config import DEFAULTS, validate
 from .server import Server
 
 __all__ = ["WSGIServer", "WSGIHandler", "LoggingLogAdapter", "Environ",
-           "SecureEnviron", "WSGISecureEnviron"]
+           "SecureEnviron", "WSGISecureEnviron", "MAX_REQUEST_LINE"]
+
+# The longest request line served (longer: 414), as gevent.pywsgi's
+# constant says it; a header or trailer field has the same limit.
+MAX_REQUEST_LINE = DEFAULTS["limit_request_line"]
 
 # gevent's, so that applications and subclasses that name them work.
 WSGIHandler = _gevent_pywsgi.WSGIHandler
@@ -81,6 +88,11 @@ def _concurrency(spawn):
     return 0  # gevent.spawn, spawn_raw, an unbounded pool: no limit
 
 
+# What a class body defines as a method (an attribute such as
+# ApplicationError is not one).
+_METHODS = (types.FunctionType, staticmethod, classmethod, property)
+
+
 def _overridden(handler_class):
     """Methods a handler class overrides that lichen does not call."""
     if not isinstance(handler_class, type) or \
@@ -93,8 +105,18 @@ def _overridden(handler_class):
         if klass.__module__.startswith("geventwebsocket"):
             continue  # honoured once websockets land
         names.update(k for k, v in vars(klass).items()
-                     if callable(v) and not k.startswith("__"))
+                     if isinstance(v, _METHODS) and not k.startswith("__"))
     return sorted(names)
+
+
+def _with_environ_class(application, environ_class):
+    """application, given its environ as an environ_class (a dict
+    subclass such as SecureEnviron) where the engine makes a dict."""
+
+    def application_with_environ_class(environ, start_response):
+        return application(environ_class(environ), start_response)
+
+    return application_with_environ_class
 
 
 class _Engine(Server):
@@ -154,7 +176,6 @@ class WSGIServer:
         self.log = _make_log(log, 20)
         self.error_log = _make_log(error_log, 40) or _NoopLog()
         self.socket = None
-        self._given_socket = None
         self._engine = None
         self.set_listener(listener)
         self.set_environ(environ)
@@ -168,7 +189,7 @@ class WSGIServer:
                                 "%r" % (listener,))
             self.family = listener.family
             self.address = listener.getsockname()
-            self._given_socket = listener
+            self.socket = listener
         else:
             from gevent.baseserver import parse_address
             self.family, self.address = parse_address(listener)
@@ -219,11 +240,8 @@ class WSGIServer:
     # -- running -------------------------------------------------------------
 
     def init_socket(self):
-        if self.socket is not None:
-            return
-        if self._given_socket is not None:
-            self.socket = self._given_socket
-        else:
+        """Bind and listen, unless given a socket."""
+        if self.socket is None:
             sock = socket.socket(self.family, socket.SOCK_STREAM)
             try:
                 if self.reuse_addr:
@@ -279,7 +297,11 @@ class WSGIServer:
         try:
             config = validate(limit_concurrency=self.limit_concurrency,
                               log_level="warning")
-            self._engine = _Engine(self, self.application,
+            application = self.application
+            if self.environ_class is not dict:
+                application = _with_environ_class(application,
+                                                  self.environ_class)
+            self._engine = _Engine(self, application,
                                    sockets=[self.socket], config=config,
                                    environ=self.environ, gevent=True)
             self._engine.start()
@@ -302,8 +324,16 @@ class WSGIServer:
         timeout (default stop_timeout), close the rest and the listener."""
         if timeout is None:
             timeout = self.stop_timeout
-        if self._engine is not None:
-            self._engine.stop(timeout)
+        engine = self._engine
+        if engine is not None and engine._engine is not None and \
+                engine._engine.in_request:
+            # From the application: the request goes on and is answered;
+            # a greenlet of the hub's waits for the drain, then closes.
+            engine.stop(timeout)
+            gevent.spawn(self.stop, timeout)
+            return
+        if engine is not None:
+            engine.stop(timeout)
         self.close()
 
     def close(self):
@@ -322,4 +352,4 @@ class WSGIServer:
         return self
 
     def __exit__(self, *args):
-        self.close()
+        self.stop()

@@ -1,14 +1,17 @@
-"""gevent's own test__pywsgi, run against lichen.
+"""gevent's own test__pywsgi, run against lichen.pywsgi.
 
 tests/gevent_suite/run_pywsgi.py runs the chosen tests in a subprocess (the
-module monkey-patches the whole process at import); this file reads its
-report. A chosen test must pass, or fail in the way its entry in
-EXPECTED_DIFFERENCES describes; an expected difference that passes is a
-failure too, so the list stays true. See docs/conformance/gevent-suite.md.
+module monkey-patches the whole process at import), with the module's
+``pywsgi`` replaced by lichen.pywsgi: each test makes its server and starts
+it in gevent's hub itself. This file reads the report. A chosen test must
+pass, or fail in the way its entry in EXPECTED_DIFFERENCES describes; an
+expected difference that passes is a failure too, so the list stays true.
+See docs/conformance/gevent-suite.md.
 """
 import importlib.metadata
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -72,6 +75,15 @@ def test_selection_covers_every_collected_test(suite_run):
     assert not gone, 'chosen tests that no longer exist: %s' % sorted(gone)
     stray = set(selection.EXPECTED_DIFFERENCES) - chosen
     assert not stray, 'expected differences not chosen: %s' % sorted(stray)
+
+
+def test_each_difference_cites_the_rfc_that_allows_it():
+    for test_id, (reason, evidence) in \
+            selection.EXPECTED_DIFFERENCES.items():
+        assert re.search(r'RFC 911[02] section \d+(\.\d+)*: "', reason), (
+            '%s: the reason quotes no RFC 9110/9112 sentence: %s'
+            % (test_id, reason))
+        assert evidence, test_id
 
 
 def test_servers_stopped_and_nothing_leaked(suite_run):
