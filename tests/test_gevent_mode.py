@@ -421,18 +421,25 @@ def test_flask_view_calling_a_slow_service_with_requests():
 
 @pytest.mark.timeout(60)
 def test_monkey_patching_comes_first_and_can_be_left_out():
+    backend = _gevent_server("geventapps:slow_service",
+                             env={"GEVENT_APP_DELAY": "0.3"})
     proc = _gevent_server("geventapps:blocking",
-                          env={"GEVENT_APP_DELAY": "0.3"})
+                          env={"GEVENT_APP_DELAY": "0.3",
+                               "BACKEND_URL": backend.urls[0]})
     try:
-        bodies, seconds = _many(proc.port, 20)
-        assert len(bodies) == 20 and all(b.endswith(b"slept\n")
-                                         for b in bodies)
-        assert seconds < 1.5, seconds  # time.sleep cooperated
+        # time.sleep, a thread joined, urllib: each cooperates.
+        for path in ("/", "/thread", "/urllib"):
+            bodies, seconds = _many(proc.port, 20, path)
+            assert len(bodies) == 20 and all(b.endswith(b"slept\n")
+                                             for b in bodies), bodies[:1]
+            assert seconds < 1.5, (path, seconds)
         patched = request(proc.urls[0], path="/patched").body.decode()
         assert "gevent" in patched, patched
         assert proc.stop() == 0, proc.stderr
+        assert backend.stop() == 0, backend.stderr
     finally:
         proc.kill()
+        backend.kill()
     proc = _gevent_server("geventapps:blocking", "--no-monkey-patch",
                           env={"GEVENT_APP_DELAY": "0.3"})
     try:

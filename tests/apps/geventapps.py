@@ -4,7 +4,9 @@ what it would be under gevent.pywsgi or gunicorn -k gevent."""
 
 import os
 import socket
+import threading
 import time
+import urllib.request
 
 import gevent
 from gevent.queue import Queue
@@ -22,11 +24,23 @@ def sleepy(environ, start_response):
 
 
 def blocking(environ, start_response):
-    """time.sleep and a stdlib socket: they cooperate only because the
+    """time.sleep, threads and urllib: they cooperate only because the
     standard library was monkey-patched before this module was imported."""
-    if environ["PATH_INFO"] == "/patched":
+    path = environ["PATH_INFO"]
+    if path == "/patched":
         body = ("%s %s" % (time.sleep.__module__,
                            socket.socket.__module__)).encode()
+    elif path == "/thread":
+        done = []
+        worker = threading.Thread(target=lambda: (time.sleep(DELAY),
+                                                  done.append(1)))
+        worker.start()
+        worker.join()
+        body = b"slept\n" if done else b"not joined\n"
+    elif path == "/urllib":
+        with urllib.request.urlopen(os.environ["BACKEND_URL"] + "/?u",
+                                    timeout=30) as r:
+            body = r.read() + b" slept\n"
     else:
         time.sleep(DELAY)
         body = b"slept\n"
