@@ -429,9 +429,11 @@ class Server:
         timeout = max(0.0, float(timeout))
         engine = self._engine
         engine.stop(timeout)
-        if engine.running or engine.in_request:
-            # From a request of its own: waiting here would wait for this
-            # very request.
+        if engine.in_request or (
+                engine.running and
+                engine.driver_thread == threading.get_ident()):
+            # From inside the loop or a request of its own: waiting here
+            # would wait for this very turn or request.
             return
         if self._gevent is not None:
             hub = self._gevent
