@@ -511,14 +511,17 @@ void lx_conns_expire(lx_server_t *srv)
         lx_timer_list_expire(lists[i], srv->now);
 }
 
-void lx_conns_close_idle(lx_server_t *srv)
+void lx_conns_close_idle(lx_server_t *srv, int fresh_too)
 {
-    /* A head in progress may still finish. */
+    /* A head in progress may still finish. A connection with no byte
+     * buffered and its head timer running has sent nothing since it was
+     * accepted (between requests that timer is the keep-alive one). */
     lx_conn_t *c = srv->conns.next;
     while (c != &srv->conns) {
         lx_conn_t *next = c->next;
         if (c->state == LX_CS_HEAD &&
-            (c->rbuf == NULL || lx_buf_avail(c->rbuf) == 0))
+            (c->rbuf == NULL || lx_buf_avail(c->rbuf) == 0) &&
+            (fresh_too || !(c->flags & LX_CONN_F_HEADTIMER)))
             lx_conn_close(c);
         c = next;
     }

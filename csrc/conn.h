@@ -34,8 +34,10 @@ void lx_conns_expire(lx_server_t *srv);
 /* Free the connections closed since (not those a greenlet still waits
  * on: the next turn's end). */
 void lx_conns_free_dead(lx_server_t *srv);
-/* Graceful stop: close the connections idle between requests. */
-void lx_conns_close_idle(lx_server_t *srv);
+/* Graceful stop: close the connections idle between requests, and with
+ * fresh_too those that have sent nothing since they were accepted (their
+ * first request may be on its way). */
+void lx_conns_close_idle(lx_server_t *srv, int fresh_too);
 /* Close every connection; their waiters are queued to be resumed with
  * ClientDisconnected. */
 void lx_conns_close_all(lx_server_t *srv);

@@ -187,6 +187,8 @@ typedef struct {
     lx_worker_t *all;   /* every worker alive, a list */
     size_t busy;        /* workers serving a connection */
     size_t limit;       /* requests served at once, 0: no limit */
+    size_t peak;        /* most busy at once lately ... */
+    uint64_t peak_at;   /* ... since this time (ms; halved each window) */
     lx_worker_t **idle; /* waiting for a connection, most recent last */
     int nidle, idle_cap;
     lx_worker_t *finished; /* returned: freed at the end of the turn */
@@ -219,6 +221,8 @@ struct lx_server {
     double stop_timeout;
     int stopping;
     uint64_t stop_deadline;
+    uint64_t stop_fresh_at; /* connections that have sent nothing yet are
+                               closed then (0: not pending) */
     int torn_down;
     /* connections (conn.c) */
     lx_conn_t conns; /* sentinel */

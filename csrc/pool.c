@@ -14,7 +14,16 @@
 #include "output.h"
 #include "wsgi.h"
 
-#define MAX_IDLE_WORKERS 64
+/* Idle workers kept: as many as were busy at once lately, at least
+ * MIN_IDLE_WORKERS. Under a load of long requests (an application waiting
+ * in gevent.sleep, many at once), a worker that finishes is soon wanted
+ * again: freeing it and starting a greenlet for the next request costs
+ * more than the request (a greenlet's first Python frame maps a data
+ * stack of its own). The peak halves every PEAK_WINDOW_MS, and each turn
+ * lets at most TRIM_PER_TURN of the surplus go. */
+#define MIN_IDLE_WORKERS 64
+#define PEAK_WINDOW_MS 10000
+#define TRIM_PER_TURN 16
 
 struct lx_worker {
     lx_server_t *srv;
@@ -114,7 +123,9 @@ static int take(lx_worker_t *w, lx_conn_t *c)
     r->head_len = (size_t)rc;
     r->conn = c;
     w->conn = c;
-    w->srv->pool.busy++;
+    lx_pool_t *p = &w->srv->pool;
+    if (++p->busy > p->peak)
+        p->peak = p->busy;
     c->state = LX_CS_ACTIVE;
     c->flags |= LX_CONN_F_OWNED;
     c->held = &r->held;
@@ -190,6 +201,17 @@ done:
     srv->pool.busy--;
 }
 
+/* How many idle workers to keep. */
+static int idle_cap(lx_server_t *srv)
+{
+    lx_pool_t *p = &srv->pool;
+    if (srv->now - p->peak_at >= PEAK_WINDOW_MS) {
+        p->peak = p->peak / 2 > p->busy ? p->peak / 2 : p->busy;
+        p->peak_at = srv->now;
+    }
+    return p->peak > MIN_IDLE_WORKERS ? (int)p->peak : MIN_IDLE_WORKERS;
+}
+
 /* The worker's function returned (or is about to): it is freed at the end
  * of the turn, its greenlet then dead. */
 static void finish(lx_worker_t *w)
@@ -230,7 +252,7 @@ static PyObject *worker_main(PyObject *capsule, PyObject *unused)
             take(w, next);
             continue; /* the next one without a trip to the hub */
         }
-        if (srv->torn_down || p->nidle >= MAX_IDLE_WORKERS)
+        if (srv->torn_down || p->nidle >= idle_cap(srv))
             break;
         if (p->nidle == p->idle_cap) {
             int cap = p->idle_cap ? p->idle_cap * 2 : 16;
@@ -300,24 +322,33 @@ static lx_worker_t *worker_new(lx_server_t *srv)
     return w;
 }
 
+/* The most recent idle worker, ready to be resumed from the hub; NULL
+ * when none is. */
+static lx_worker_t *idle_pop(lx_server_t *srv)
+{
+    lx_pool_t *p = &srv->pool;
+    while (p->nidle > 0) {
+        lx_worker_t *w = p->idle[--p->nidle];
+        if (w->parent == srv->hub)
+            return w;
+        /* The loop is driven by another greenlet than when this one last
+         * ran (the first driver finished). One of another thread is of no
+         * use here: left for the teardown. */
+        if (lx_green_set_parent(w->greenlet, srv->hub) == 0) {
+            w->parent = srv->hub;
+            return w;
+        }
+        PyErr_Clear();
+    }
+    return NULL;
+}
+
 void lx_pool_run(lx_server_t *srv)
 {
     lx_pool_t *p = &srv->pool;
     while (lx_pool_queued(srv) && srv->pending_exc == NULL) {
-        lx_worker_t *w;
-        if (p->nidle > 0) {
-            w = p->idle[--p->nidle];
-            if (w->parent != srv->hub) {
-                /* The loop is driven by another greenlet than when this
-                 * one last ran (the first driver finished). One of another
-                 * thread is of no use here: left for the teardown. */
-                if (lx_green_set_parent(w->greenlet, srv->hub) < 0) {
-                    PyErr_Clear();
-                    continue;
-                }
-                w->parent = srv->hub;
-            }
-        } else {
+        lx_worker_t *w = idle_pop(srv);
+        if (w == NULL) {
             w = worker_new(srv);
             if (w == NULL) {
                 lx_log(srv, LX_LOG_ERROR, "cannot start a worker greenlet",
@@ -334,6 +365,19 @@ void lx_pool_run(lx_server_t *srv)
     }
     if (p->pending_head >= p->npending)
         p->pending_head = p->npending = 0;
+}
+
+void lx_pool_trim(lx_server_t *srv)
+{
+    for (int n = 0; n < TRIM_PER_TURN && srv->pending_exc == NULL &&
+                    srv->pool.nidle > idle_cap(srv);
+         n++) {
+        lx_worker_t *w = idle_pop(srv);
+        if (w == NULL)
+            break;
+        w->conn = NULL;
+        lx_hub_resume(srv, w->greenlet); /* it sees the surplus and ends */
+    }
 }
 
 void lx_pool_reap(lx_server_t *srv)

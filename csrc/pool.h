@@ -14,6 +14,8 @@ void lx_pool_queue(lx_server_t *srv, lx_conn_t *c);
 void lx_pool_run(lx_server_t *srv);
 /* Whether connections wait for a worker (the next turn must not sleep). */
 int lx_pool_queued(lx_server_t *srv);
+/* From the hub: let a few idle workers beyond the number kept go. */
+void lx_pool_trim(lx_server_t *srv);
 /* Free the workers whose greenlet has finished. */
 void lx_pool_reap(lx_server_t *srv);
 /* Teardown: make srv->hub (the greenlet that now plays the hub) every

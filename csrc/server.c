@@ -20,6 +20,9 @@
 
 #define MAX_EVENTS 512
 #define ACCEPT_PAUSE_MS 100
+/* At a graceful stop, how long a connection that has sent nothing yet
+ * gets for its first request (at most the stop's timeout). */
+#define STOP_FRESH_GRACE_MS 1000
 
 /* ------------------------------------------------------------------ */
 /* accepting */
@@ -96,7 +99,15 @@ static void begin_stop(lx_server_t *srv)
     uint64_t deadline = srv->now + (uint64_t)(srv->stop_timeout * 1000.0);
     if (srv->stop_deadline == 0 || deadline < srv->stop_deadline)
         srv->stop_deadline = deadline;
-    lx_conns_close_idle(srv);
+    /* A connection accepted just before the stop (or in its turn) may not
+     * have sent its request yet: it gets a moment to, so that a request
+     * the kernel took in is not lost. */
+    uint64_t fresh = srv->now + STOP_FRESH_GRACE_MS;
+    if (srv->stop_fresh_at == 0 || fresh < srv->stop_fresh_at)
+        srv->stop_fresh_at = fresh;
+    if (srv->stop_deadline < srv->stop_fresh_at)
+        srv->stop_fresh_at = srv->stop_deadline;
+    lx_conns_close_idle(srv, 0);
 }
 
 /* Close everything at once, from the current greenlet, which plays the
@@ -164,6 +175,8 @@ static void arm_deadline(lx_server_t *srv, int forever)
         next = d;
     if (srv->stopping && srv->stop_deadline < next)
         next = srv->stop_deadline;
+    if (srv->stopping && srv->stop_fresh_at != 0 && srv->stop_fresh_at < next)
+        next = srv->stop_fresh_at;
     if (!forever && (lx_conns_to_resume(srv) || lx_pool_queued(srv)))
         next = 0;
     if (lx_loop_deadline(srv->loop, next) < 0)
@@ -214,6 +227,7 @@ static int turn_work(lx_server_t *srv, int timeout_ms)
     lx_timer_list_expire(&srv->t_accept, srv->now);
     if (srv->pending_exc == NULL && lx_conns_to_resume(srv))
         lx_conns_resume(srv);
+    lx_pool_trim(srv);
     lx_pool_reap(srv);
     lx_conns_free_dead(srv);
     if (srv->alog_len > 0)
@@ -237,6 +251,10 @@ static int turn(lx_server_t *srv, int timeout_ms, int forever)
     if (srv->stop_requested)
         begin_stop(srv);
     if (srv->stopping) {
+        if (srv->stop_fresh_at != 0 && srv->now >= srv->stop_fresh_at) {
+            lx_conns_close_idle(srv, 1);
+            srv->stop_fresh_at = 0;
+        }
         if (srv->nconns > 0 && srv->now >= srv->stop_deadline)
             lx_conns_close_all(srv);
         if (srv->nconns == 0) {

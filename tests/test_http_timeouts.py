@@ -12,7 +12,7 @@ import pytest
 import lichen
 from conftest import DRIVERS
 from support import (CloseCounter, Conn, IncompleteResponse, Recorder, build,
-                     request, wait_for)
+                     hello_app, request, wait_for)
 
 
 @pytest.fixture(params=DRIVERS)
@@ -309,6 +309,48 @@ def test_graceful_stop_lets_a_request_finish(serve):
         stopper.join(10)
         assert not stopper.is_alive()
         assert late.expect_close(timeout=2.0) == b''
+
+
+@pytest.mark.timeout(30)
+def test_graceful_stop_answers_a_connection_accepted_before_it(serve):
+    # Accepted, but its request still on its way when the stop comes: the
+    # request is answered, not lost with a closed connection.
+    srv = serve(hello_app, graceful_timeout=10)
+    c = Conn(srv.address)
+    time.sleep(0.2)  # accepted by now
+    stopper = threading.Thread(target=srv.stop)
+    stopper.start()
+    time.sleep(0.3)
+    c.send(build('GET', '/'))
+    r = c.read_response()
+    assert r.status == 200 and r.header('connection') == 'close'
+    stopper.join(10)
+    assert not stopper.is_alive()
+    c.close()
+
+
+@pytest.mark.timeout(30)
+def test_graceful_stop_closes_silent_connections_after_a_moment(serve):
+    # Between requests a connection is closed at once; one that never
+    # sends a byte (a browser's preconnect) gets about a second, not the
+    # graceful timeout.
+    srv = serve(hello_app, graceful_timeout=20)
+    between = Conn(srv.address)
+    between.send(build('GET', '/'))
+    assert between.read_response().status == 200
+    silent = Conn(srv.address)
+    time.sleep(0.2)
+    t0 = time.monotonic()
+    stopper = threading.Thread(target=srv.stop)
+    stopper.start()
+    assert between.expect_close(timeout=0.5) == b''
+    assert silent.expect_close(timeout=3.0) == b''
+    elapsed = time.monotonic() - t0
+    stopper.join(10)
+    assert not stopper.is_alive()
+    assert 0.8 <= elapsed <= 2.5, elapsed
+    between.close()
+    silent.close()
 
 
 @pytest.mark.timeout(30)
