@@ -9,6 +9,10 @@ Routes (anything else is 404):
                     (so HTTP/1.1 servers send it chunked)
     POST /echo      the request body read whole from wsgi.input and sent
                     back, Content-Length set
+    GET  /sleep50   hello after gevent.sleep(0.05): an application waiting
+                    50 ms on a slow backend (for the servers that run it in
+                    a greenlet: gevent imported on this route's first call,
+                    so that the other servers never load it)
 
 The bodies are built once at import: the benchmark measures the server, not
 the application.
@@ -36,6 +40,16 @@ def _stream():
         yield CHUNK_1K
 
 
+_sleep = None
+
+
+def _sleep50():
+    global _sleep
+    if _sleep is None:
+        from gevent import sleep as _sleep
+    _sleep(0.05)
+
+
 def app(environ, start_response):
     path = environ.get("PATH_INFO", "/")
     if path == "/":
@@ -50,6 +64,10 @@ def app(environ, start_response):
     if path == "/stream":
         start_response("200 OK", H_STREAM)
         return _stream()
+    if path == "/sleep50":
+        _sleep50()
+        start_response("200 OK", H_HELLO)
+        return [HELLO]
     if path == "/echo":
         try:
             n = int(environ.get("CONTENT_LENGTH") or 0)

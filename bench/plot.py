@@ -15,7 +15,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import NullFormatter  # noqa: E402
 
-HIGHLIGHT = {"lichen": "#2a7a2a", "c-ref": "#444444"}
+HIGHLIGHT = {"lichen": "#2a7a2a", "lichen-gevent": "#6cb36c",
+             "c-ref": "#444444"}
 
 
 def main(src, out):

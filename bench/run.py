@@ -52,6 +52,10 @@ PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
 KEEPALIVE = 30  # server keep-alive timeout, where a server has the option
 IDLE_CONNS = 5000
 AB_N, AB_C = 10000, 1000
+# long I/O: connections, and the application's wait per request; at most
+# LONGIO_CONNS / delay requests per second can be served (20,000/s)
+LONGIO_CONNS, LONGIO_DELAY_MS = 1000, 50
+LONGIO_LIMIT = LONGIO_CONNS * 1000 // LONGIO_DELAY_MS
 BUDGET = 20 * 60  # seconds: the whole default run must stay under this
 # --baseline REV: that revision of lichen, checked out and built here, runs
 # beside this one as "lichen-base"
@@ -64,6 +68,8 @@ SERVERS = {
     "c-ref": ("ref", None, "bench/ref/ref_server.c, gcc -O2: canned hello "
               "response, no Python (the floor)"),
     "lichen": ("lichen", None, "python -m lichen"),
+    "lichen-gevent": ("lichen", None, "python -m lichen --gevent (gevent "
+                      "mode: monkey-patched, served from gevent's hub)"),
     "lichen-base": ("lichen", None, "python -m lichen, the --baseline "
                     "revision"),
     "bjoern": ("launch", "bjoern", "bjoern.run"),
@@ -90,8 +96,13 @@ TWO_WORKERS = {"granian", "pyuwsgi", "gunicorn-sync", "gunicorn-gthread",
 NO_TWO_WORKERS = {
     "lichen": "n/a: no --workers yet",
     "lichen-base": "n/a: no --workers yet",
+    "lichen-gevent": "n/a: no --workers yet",
     "c-ref": "n/a: one process by design",
 }
+# the servers that run each request in a greenlet, so that an application
+# waiting in gevent.sleep lets the others go on (the long-I/O scenario)
+GEVENT_SERVERS = {"lichen-gevent", "gunicorn-gevent", "gevent.pywsgi",
+                  "gevent.pywsgi+nodelay"}
 PEER_PACKAGES = ["gevent", "gunicorn", "bjoern", "fastwsgi", "meinheld",
                  "granian", "pyuwsgi", "waitress", "matplotlib"]
 IMPORT_NAME = {"pyuwsgi": "pyuwsgi", "gunicorn": "gunicorn"}
@@ -123,10 +134,15 @@ SCENARIOS = {
     "workers2": dict(kind="wrk", path="/", conns=100, workers=2,
                      title="two workers: hello, keep-alive, 100 connections, "
                      "2 worker processes (all on CPU 0)"),
+    "longio": dict(kind="wrk", path="/sleep50", conns=LONGIO_CONNS,
+                   gevent=True,
+                   title="long I/O: the application waits %d ms in "
+                   "gevent.sleep, keep-alive, %d connections (gevent "
+                   "servers only)" % (LONGIO_DELAY_MS, LONGIO_CONNS)),
 }
 # the C reference answers hello requests only
 REF_SCENARIOS = {"hello", "idle", "pipeline", "ab"}
-NOT_YET = ["TLS", "long I/O (application waiting on a slow backend)"]
+NOT_YET = ["TLS"]
 
 
 class Abort(Exception):
@@ -251,20 +267,24 @@ def make_baseline(rev):
     return where
 
 
-def versions(peers):
+def versions(peers, lichen_gevent=False):
+    """Versions of what runs: the gevent that lichen-gevent runs on is the
+    project venv's, "gevent (lichen)"."""
     code = ("import importlib.metadata as m, sys\n"
             "for p in sys.argv[1:]:\n"
             "    try: print(p, m.version(p))\n"
             "    except Exception: print(p, '-')\n")
     out = {}
-    for py, pkgs in ((LICHEN_PY, ["lichen", "greenlet"]),
-                     (PEERS_PY, peers + ["greenlet"])):
+    own = ["lichen", "greenlet"] + (["gevent"] if lichen_gevent else [])
+    for py, pkgs in ((LICHEN_PY, own), (PEERS_PY, peers + ["greenlet"])):
         if not os.path.exists(py):
             continue
         r = run([py, "-c", code] + pkgs)
         for line in r.stdout.splitlines():
             k, v = line.split(" ", 1)
-            out[k if py == PEERS_PY or k == "lichen" else "greenlet (lichen)"] = v
+            if py == LICHEN_PY and k != "lichen":
+                k += " (lichen)"
+            out[k] = v
     r = run(["wrk", "-v"])
     m = re.search(r"wrk (\S+)", r.stdout + r.stderr)
     out["wrk"] = m.group(1) if m else "?"
@@ -315,8 +335,11 @@ def server_cmd(name, port, workers):
     if kind == "ref":
         return pin + [REF_BIN, HOST, str(port)]
     if kind == "lichen":
-        return pin + [LICHEN_PY, "-m", "lichen", "apps:app", "--bind", addr,
-                      "--keepalive", str(KEEPALIVE), "--defer-accept", "1"]
+        cmd = [LICHEN_PY, "-m", "lichen", "apps:app", "--bind", addr,
+               "--keepalive", str(KEEPALIVE), "--defer-accept", "1"]
+        if name == "lichen-gevent":
+            cmd.append("--gevent")
+        return pin + cmd
     if kind == "launch":
         cmd = [PEERS_PY, os.path.join(HERE, "launch.py"),
                LAUNCH_NAME.get(name, name), HOST, str(port)]
@@ -388,6 +411,18 @@ def cpu_seconds(sid):
         except OSError:
             total += (int(f[11]) + int(f[12])) / CLK_TCK
     return total
+
+
+def cpu_ticks(cpu):
+    """(busy, all) clock ticks of one CPU since boot, every process
+    counted: busy is all but idle and iowait (steal, the time the host
+    gave to others, counts as busy: the server could not have it)."""
+    with open("/proc/stat") as f:
+        for line in f:
+            if line.startswith("cpu%s " % cpu):
+                v = [int(x) for x in line.split()[1:]]
+                return sum(v[:8]) - v[3] - v[4], sum(v[:8])
+    return 0, 0
 
 
 def rss_kib(sid):
@@ -465,13 +500,16 @@ def stop(proc):
 
 # --------------------------------------------------------------- checks
 
-def check_routes(port):
-    """Each route answered right?  Returns a list of problems."""
+def check_routes(port, greenlets=False):
+    """Each route answered right?  Returns a list of problems.  The long
+    I/O route is checked on the servers that run it (greenlets)."""
     import http.client
     problems = []
     checks = [("GET", "/10k", None, 10240), ("GET", "/1m", None, 1048576),
               ("GET", "/stream", None, 102400),
               ("POST", "/echo", b"z" * 100000, 100000)]
+    if greenlets:
+        checks.append(("GET", "/sleep50", None, 13))
     for method, path, body, size in checks:
         try:
             c = http.client.HTTPConnection(HOST, port, timeout=5)
@@ -658,12 +696,35 @@ def median_run(runs):
     res = dict(ok[(len(ok) - 1) // 2] if ok else runs[0])
     res["cpu_runs"] = [r["cpu_per_req"] for r in ok]
     res["cpu_rounds"] = [r.get("cpu_per_req") for r in runs]
+    res["rps_rounds"] = [r["rps"] for r in runs]
     # Memory per idle connection only means something in the first run:
     # later ones reuse what the server's heap already grew to.
     if "rss_per_conn_kib" in runs[0]:
         res["rss_per_conn_kib"] = runs[0]["rss_per_conn_kib"]
         res["rss_delta_kib"] = runs[0].get("rss_delta_kib")
     return res
+
+
+def runs_in(name, scn):
+    """Whether a server takes part in a scenario."""
+    if name == "c-ref" and scn not in REF_SCENARIOS:
+        return False
+    if SCENARIOS[scn].get("gevent") and name not in GEVENT_SERVERS:
+        return False
+    return scn != "workers2" or name in TWO_WORKERS
+
+
+def estimate_seconds(servers, scenarios, duration, repeat):
+    """How long the measurements take, a little over: a wrk run lasts its
+    1 s warm-up and the measured run, and about 0.1 s more (1.5 s
+    counted); an ab or idle run 0.5 to 3 s (4 s counted); starting a
+    server and checking its routes, under a second (3 s counted)."""
+    per_round = 0.0
+    for scn in scenarios:
+        n = sum(1 for name in servers if runs_in(name, scn))
+        wrk = SCENARIOS[scn]["kind"] == "wrk"
+        per_round += n * (duration + 1.5 if wrk else 4)
+    return int(per_round * repeat + 3 * len(servers))
 
 
 def run_rounds(names, scns, workers, args, procs, results, install_failed,
@@ -679,7 +740,7 @@ def run_rounds(names, scns, workers, args, procs, results, install_failed,
         for scn in scns:
             who = []
             for name in names:
-                if name == "c-ref" and scn not in REF_SCENARIOS:
+                if not runs_in(name, scn):
                     continue
                 pkg = SERVERS[name][1]
                 if pkg and install_failed.get(pkg):
@@ -708,7 +769,8 @@ def run_rounds(names, scns, workers, args, procs, results, install_failed,
                             continue
                         if workers == 1 and name != "c-ref" and \
                                 name not in route_problems:
-                            route_problems[name] = check_routes(server.port)
+                            route_problems[name] = check_routes(
+                                server.port, name in GEVENT_SERVERS)
                     log("%-22s %-9s %s..." % (
                         name, scn, "" if args.repeat == 1 else
                         "round %d of %d " % (rnd + 1, args.repeat)))
@@ -738,8 +800,13 @@ def measure(server, scn, duration):
     else:
         wrk(server.port, sc, 1)  # warm-up
         cpu0 = cpu_seconds(sid)
+        busy0, all0 = cpu_ticks(SERVER_CPU)
         res = wrk(server.port, sc, duration)
         res["cpu"] = cpu_seconds(sid) - cpu0
+        busy1, all1 = cpu_ticks(SERVER_CPU)
+        # the server's CPU busy, whoever used it: the server or others
+        res["cpu_busy"] = (busy1 - busy0) / (all1 - all0) \
+            if all1 > all0 else None
     if not server.alive():
         raise Failed("server exited during the run: " + server.tail())
     res["cpu_per_req"] = res["cpu"] / res["requests"] if res["requests"] \
@@ -826,9 +893,121 @@ def table(scn, servers, results):
             notes.append("%s: pipelined requests are not served at full "
                          "rate (%.0f req/s vs %.0f without pipelining)"
                          % (name, r["rps"], hello))
+    left = [n for n in servers if n not in rows and not runs_in(n, scn)]
+    if sc.get("gevent") and left:
+        notes.append("not run for %s: a server that does not run the "
+                     "application in greenlets of a gevent hub would be "
+                     "held (a thread of it, or all of it) by each "
+                     "gevent.sleep for its %d ms"
+                     % (", ".join(left), LONGIO_DELAY_MS))
     if notes:
         lines += [""] + ["- " + n for n in notes]
     return "\n".join(lines)
+
+
+def measured(results, scn, name):
+    r = results.get(scn, {}).get(name)
+    return None if r is None or "skip" in r else r
+
+
+def longio_why(r):
+    """Why lichen-gevent's longio run r served what it did, from its
+    figures."""
+    cpr, rps = r["cpu_per_req"], r["rps"]
+    need = cpr * LONGIO_LIMIT
+    own = cpr * rps
+    text = ("longio, lichen-gevent (the run shown): %.1f us of CPU per "
+            "request, so %s req/s would take %.2f CPU of the one the server "
+            "has; it was busy %.0f %% of the run"
+            % (cpr * 1e6, "{:,}".format(LONGIO_LIMIT), need, own * 100))
+    others = 0
+    busy = r.get("cpu_busy")
+    if busy is not None:
+        others = max(0.0, busy - own)
+        text += (" (CPU %s, every process counted: %.0f %%)"
+                 % (SERVER_CPU, busy * 100))
+    text += ". "
+    if need > 0.9:
+        return text + "The limit on this machine is CPU, not the wait."
+    cycle = LONGIO_CONNS / rps
+    text += ("A connection's request took %.1f ms (%d connections / %.0f "
+             "req/s), %.1f ms more than the wait: time it waited for the "
+             "server's one thread. "
+             % (cycle * 1e3, LONGIO_CONNS, rps, cycle * 1e3 - LONGIO_DELAY_MS))
+    if others > 0.1:
+        text += ("Other processes of the machine took %.0f %% of that CPU "
+                 "in the run. " % (others * 100))
+    return text + (
+        "wrk starts its connections together and they stay in step, so "
+        "their requests come in waves and wait their turn: one request of "
+        "each of the %d connections is %.1f ms of CPU at %.1f us each."
+        % (LONGIO_CONNS, LONGIO_CONNS * cpr * 1e3, cpr * 1e6))
+
+
+def targets(results):
+    """The gevent mode's targets, from this run's figures: markdown lines,
+    none when the run has no lichen-gevent row.  Bounds on CPU per request
+    are on the ratios within each round, as in the tables."""
+    rows = []
+
+    def add(what, value, text, bound, ok):
+        if value is None:
+            if not bound:
+                return
+            text, ok = "- (not measured)", None
+        rows.append("| %s | %s | %s | %s |" % (
+            what, text, bound or "-",
+            "-" if ok is None or not bound else "yes" if ok else "**no**"))
+
+    def vs(scn, peer, bound, label):
+        v = ratio(measured(results, scn, "lichen-gevent"),
+                  measured(results, scn, peer))
+        # three decimals: a ratio just over its bound must not print as it
+        add("%s: CPU/req vs %s" % (scn, label), v,
+            "-" if v is None else "%.3fx" % v,
+            "<= %.2fx" % bound if bound else None,
+            v is not None and v <= (bound or 0))
+
+    extra = []
+    if measured(results, "hello", "lichen-gevent"):
+        vs("hello", "gunicorn-gevent", 0.2, "`gunicorn -k gevent`")
+        vs("hello", "gevent.pywsgi", 0.2, "gevent.pywsgi")
+        vs("hello", "gevent.pywsgi+nodelay", None,
+           "gevent.pywsgi+nodelay")
+        vs("hello", "lichen", 1.3, "lichen (native mode)")
+    r = measured(results, "longio", "lichen-gevent")
+    if r:
+        for name in ("lichen-gevent", "gunicorn-gevent", "gevent.pywsgi",
+                     "gevent.pywsgi+nodelay"):
+            p = measured(results, "longio", name)
+            rps = p and statistics.median(p.get("rps_rounds") or [p["rps"]])
+            share = rps / LONGIO_LIMIT if rps else None
+            add("longio: %s req/s, of the limit %s" % (
+                name, "{:,}".format(LONGIO_LIMIT)), share,
+                "%.0f (%.1f %%)" % (rps, share * 100) if share else "",
+                ">= 90 %" if name == "lichen-gevent" else None,
+                share is not None and share >= 0.9)
+        vs("longio", "gunicorn-gevent", 0.2, "`gunicorn -k gevent`")
+        vs("longio", "gevent.pywsgi", None, "gevent.pywsgi")
+        vs("longio", "gevent.pywsgi+nodelay", None, "gevent.pywsgi+nodelay")
+        cpr = r.get("cpu_per_req")
+        if cpr and r["rps"]:
+            extra.append(longio_why(r))
+    if not rows:
+        return []
+    lines = ["### Targets: gevent mode", "",
+             "lichen-gevent is `python -m lichen --gevent`. The CPU ratios "
+             "are lichen-gevent's CPU per request over the other's, as "
+             "**vs lichen** in the tables; the long-I/O rate is the median "
+             "of the rounds' req/s, as a share of the most that %d "
+             "connections each waiting %d ms per request allow (%s/s)."
+             % (LONGIO_CONNS, LONGIO_DELAY_MS,
+                "{:,}".format(LONGIO_LIMIT)), "",
+             "| target | measured | bound | met |",
+             "|---|---:|---:|---:|"] + rows
+    if extra:
+        lines += [""] + ["- " + e for e in extra]
+    return lines
 
 
 def chart(results, servers, scenarios, path):
@@ -907,10 +1086,8 @@ def main():
         ap.error("--duration must be positive")
     if args.repeat < 1:
         ap.error("--repeat must be positive")
-    runs = sum(1 for n in servers for s in scenarios
-               if not (n == "c-ref" and s not in REF_SCENARIOS)
-               and not (s == "workers2" and n not in TWO_WORKERS))
-    estimate = runs * (args.duration + 4) * args.repeat + len(servers) * 5
+    estimate = estimate_seconds(servers, scenarios, args.duration,
+                                args.repeat)
     if estimate > BUDGET:
         ap.error("that would take about %d min; the budget is %d min: lower "
                  "--duration or choose fewer servers or scenarios"
@@ -941,7 +1118,7 @@ def main():
         if "c-ref" in servers:
             build_ref()
         mline = machine()
-        vers = versions(peers)
+        vers = versions(peers, "lichen-gevent" in servers)
         log("about %d min of measurements" % (estimate // 60 + 1))
         run_rounds(servers, [s for s in scenarios if s != "workers2"], 1,
                    args, procs, results, install_failed, route_problems)
@@ -978,6 +1155,9 @@ def main():
     if args.baseline:
         cmd += " --baseline " + args.baseline
     sections = [table(s, servers, results) for s in scenarios]
+    goals = targets(results)
+    if goals:
+        sections.insert(0, "\n".join(goals))
     for what in NOT_YET:
         sections.append("### %s\n\nnot yet (capability missing)" % what)
     notes = []
