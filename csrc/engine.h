@@ -189,6 +189,7 @@ typedef struct {
     size_t limit;       /* requests served at once, 0: no limit */
     size_t peak;        /* most busy at once lately ... */
     uint64_t peak_at;   /* ... since this time (ms; halved each window) */
+    uint64_t window;    /* ms */
     lx_worker_t **idle; /* waiting for a connection, most recent last */
     int nidle, idle_cap;
     lx_worker_t *finished; /* returned: freed at the end of the turn */

@@ -19,10 +19,9 @@
  * in gevent.sleep, many at once), a worker that finishes is soon wanted
  * again: freeing it and starting a greenlet for the next request costs
  * more than the request (a greenlet's first Python frame maps a data
- * stack of its own). The peak halves every PEAK_WINDOW_MS, and each turn
- * lets at most TRIM_PER_TURN of the surplus go. */
+ * stack of its own). The peak halves every pool.window (10 s), and each
+ * turn lets at most TRIM_PER_TURN of the surplus go. */
 #define MIN_IDLE_WORKERS 64
-#define PEAK_WINDOW_MS 10000
 #define TRIM_PER_TURN 16
 
 struct lx_worker {
@@ -205,7 +204,7 @@ done:
 static int idle_cap(lx_server_t *srv)
 {
     lx_pool_t *p = &srv->pool;
-    if (srv->now - p->peak_at >= PEAK_WINDOW_MS) {
+    if (srv->now - p->peak_at >= p->window) {
         p->peak = p->peak / 2 > p->busy ? p->peak / 2 : p->busy;
         p->peak_at = srv->now;
     }

@@ -593,6 +593,13 @@ static int server_init(PyObject *self, PyObject *args, PyObject *kwds)
         opt_size(opts, "limit_concurrency", 0, &concurrency) < 0)
         return -1;
     srv->pool.limit = (size_t)concurrency;
+    /* How long the pool's peak lasts before it halves (the tests shorten
+     * it; not a documented option). */
+    long long window = 10000;
+    if (PyDict_GetItemString(opts, "pool_window_ms") != NULL &&
+        opt_size(opts, "pool_window_ms", 0, &window) < 0)
+        return -1;
+    srv->pool.window = (uint64_t)window;
     if (server_header(srv, PyDict_GetItemString(opts, "server_header")) < 0)
         return -1;
     srv->keepalive_ms =

@@ -588,3 +588,80 @@ def test_stop_from_a_view_answers_that_request(serve):
         r = _get(c)
         assert (r.status, r.body) == (200, b"bye after 0.0")
     assert wait_for(lambda: srv._drained.is_set())
+
+
+class _ShortPeakServer(lichen.Server):
+    """The pool's peak halves every second (10 s by default)."""
+
+    def _engine_options(self):
+        return dict(super()._engine_options(), pool_window_ms=1000)
+
+
+@pytest.mark.timeout(30)
+def test_pool_keeps_the_workers_a_burst_needed_then_lets_them_go():
+    # 100 views sleeping at once, twice: the second burst reuses the 100
+    # greenlets of the first (a greenlet per request would cost an mmap
+    # and a munmap each); once the peak has passed, the pool goes back to
+    # its 64.
+    import greenlet
+    served_by = set()
+
+    def app(environ, start_response):
+        served_by.add(greenlet.getcurrent())
+        gevent.sleep(0.2)
+        headers, out = _body(b"ok")
+        start_response("200 OK", headers)
+        return out
+
+    def fetch(port):
+        from gevent import socket as gsocket
+        s = gsocket.create_connection(("127.0.0.1", port))
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        data = b""
+        while True:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        s.close()
+        return data.endswith(b"ok")
+
+    def scenario():
+        srv = _ShortPeakServer(app, host="127.0.0.1", port=0, gevent=True)
+        srv.start()
+        port = srv.address[1]
+        counts = []
+        for _ in range(2):
+            jobs = [gevent.spawn(fetch, port) for _ in range(100)]
+            gevent.joinall(jobs, timeout=10)
+            assert all(j.value for j in jobs)
+            counts.append(lichen.live_counts()["greenlets"])
+        counts.append(len(served_by))
+        served_by.clear()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and \
+                lichen.live_counts()["greenlets"] > 64:
+            fetch(port)  # turns of the loop, which trim the surplus
+        counts.append(lichen.live_counts()["greenlets"])
+        srv.stop(5)
+        srv.close()
+        return counts
+
+    out = {}
+
+    def thread():
+        try:
+            out["counts"] = scenario()
+        except BaseException as exc:
+            out["error"] = exc
+
+    t = threading.Thread(target=thread)
+    t.start()
+    t.join(25)
+    assert "error" not in out, out["error"]
+    after_first, after_second, greenlets_used, at_last = out["counts"]
+    assert after_first >= 90, out["counts"]  # kept, beyond the 64
+    assert after_second <= 110, out["counts"]
+    # 200 requests, each burst 100 at once: the second reused the first's.
+    assert greenlets_used <= 120, out["counts"]
+    assert at_last == 64, out["counts"]
