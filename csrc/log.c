@@ -133,6 +133,34 @@ static int duration(lx_req_t *r, char *buf, size_t cap)
 /* The combined log format and the request's duration:
  * 127.0.0.1 - - [06/Dec/2026:16:00:00 +0000] "GET / HTTP/1.1" 200 13 "-"
  * "curl/8" 0.000061 */
+/* METHOD TARGET PROTOCOL, a field the environ lacks written as missing. */
+static void request_line(lx_server_t *srv, PyObject *env, const char *missing)
+{
+    lx_state_t *st = srv->st;
+    field(srv, env, st->k_REQUEST_METHOD, missing);
+    put(srv, " ", 1);
+    field(srv, env, st->k_RAW_URI, missing);
+    put(srv, " ", 1);
+    field(srv, env, st->k_SERVER_PROTOCOL, missing);
+}
+
+/* A quote, the status code (three digits: start_response checks it), the
+ * body bytes sent or "-", then after. */
+static void status_length(lx_req_t *r, const char *after)
+{
+    char num[64];
+    int n = snprintf(num, sizeof(num), "\" %d ", r->status_code);
+    put(r->srv, num, (size_t)n);
+    if (r->resp_sent) {
+        n = snprintf(num, sizeof(num), "%llu",
+                     (unsigned long long)r->resp_sent);
+        put(r->srv, num, (size_t)n);
+    } else {
+        put(r->srv, "-", 1);
+    }
+    put(r->srv, after, strlen(after));
+}
+
 static void combined(lx_req_t *r, PyObject *env)
 {
     lx_server_t *srv = r->srv;
@@ -146,23 +174,13 @@ static void combined(lx_req_t *r, PyObject *env)
     put(srv, " - - ", 5);
     put(srv, tbuf, strlen(tbuf));
     put(srv, " \"", 2);
-    field(srv, env, st->k_REQUEST_METHOD, "-");
-    put(srv, " ", 1);
-    field(srv, env, st->k_RAW_URI, "-");
-    put(srv, " ", 1);
-    field(srv, env, st->k_SERVER_PROTOCOL, "-");
-    int n;
-    if (r->resp_sent)
-        n = snprintf(num, sizeof(num), "\" %d %llu \"", r->status_code,
-                     (unsigned long long)r->resp_sent);
-    else
-        n = snprintf(num, sizeof(num), "\" %d - \"", r->status_code);
-    put(srv, num, (size_t)n);
+    request_line(srv, env, "-");
+    status_length(r, " \"");
     field(srv, env, st->k_HTTP_REFERER, "-");
     put(srv, "\" \"", 3);
     field(srv, env, st->k_HTTP_USER_AGENT, "-");
     put(srv, "\" ", 2);
-    n = duration(r, num, sizeof(num));
+    int n = duration(r, num, sizeof(num));
     put(srv, num, (size_t)n);
     put(srv, "\n", 1);
 }
@@ -180,19 +198,9 @@ static void pywsgi(lx_req_t *r, PyObject *env)
     strftime(tbuf, sizeof(tbuf), " - - [%Y-%m-%d %H:%M:%S] \"", &tm);
     field(srv, env, st->k_REMOTE_ADDR, "-");
     put(srv, tbuf, strlen(tbuf));
-    field(srv, env, st->k_REQUEST_METHOD, "");
-    put(srv, " ", 1);
-    field(srv, env, st->k_RAW_URI, "");
-    put(srv, " ", 1);
-    field(srv, env, st->k_SERVER_PROTOCOL, "");
-    int n;
-    if (r->resp_sent)
-        n = snprintf(num, sizeof(num), "\" %03d %llu ", r->status_code,
-                     (unsigned long long)r->resp_sent);
-    else
-        n = snprintf(num, sizeof(num), "\" %03d - ", r->status_code);
-    put(srv, num, (size_t)n);
-    n = duration(r, num, sizeof(num));
+    request_line(srv, env, "");
+    status_length(r, " ");
+    int n = duration(r, num, sizeof(num));
     put(srv, num, (size_t)n);
     put(srv, "\n", 1);
 }

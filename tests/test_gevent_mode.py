@@ -261,6 +261,41 @@ def test_limit_concurrency_counts_requests_not_idle_connections(serve):
         c.close()
 
 
+def _fetch(port):
+    """GET / on a gevent socket of its own: the whole answer."""
+    from gevent import socket as gsocket
+    s = gsocket.create_connection(("127.0.0.1", port))
+    s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    data = b""
+    while True:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    s.close()
+    return data
+
+
+def _in_a_thread(scenario, timeout=25):
+    """scenario() in a thread of its own (its own gevent hub); its result,
+    or its exception raised here."""
+    out = {}
+
+    def thread():
+        try:
+            out["result"] = scenario()
+        except BaseException as exc:
+            out["error"] = exc
+
+    t = threading.Thread(target=thread)
+    t.start()
+    t.join(timeout)
+    assert not t.is_alive(), "the scenario did not end"
+    if "error" in out:
+        raise out["error"]
+    return out["result"]
+
+
 @pytest.mark.timeout(30)
 def test_start_returns_at_once_and_serves_from_the_hub():
     # The Python API as gevent's servers have it, in this thread's hub: the
@@ -271,25 +306,12 @@ def test_start_returns_at_once_and_serves_from_the_hub():
         start_response("200 OK", headers)
         return out
 
-    def fetch(port):
-        from gevent import socket as gsocket
-        s = gsocket.create_connection(("127.0.0.1", port))
-        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        data = b""
-        while True:
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            data += chunk
-        s.close()
-        return data
-
     def scenario():
         srv = lichen.Server(app, host="127.0.0.1", port=0, gevent=True)
         started = time.monotonic()
         srv.start()
         assert time.monotonic() - started < 0.1
-        jobs = [gevent.spawn(fetch, srv.address[1]) for _ in range(10)]
+        jobs = [gevent.spawn(_fetch, srv.address[1]) for _ in range(10)]
         gevent.joinall(jobs, timeout=10)
         bodies = [j.value for j in jobs]
         serving = gevent.spawn(srv.serve_forever)
@@ -301,19 +323,8 @@ def test_start_returns_at_once_and_serves_from_the_hub():
         srv.close()
         return bodies
 
-    out = {}
-
-    def thread():
-        try:
-            out["bodies"] = scenario()
-        except BaseException as exc:
-            out["error"] = exc
-
-    t = threading.Thread(target=thread)
-    t.start()
-    t.join(20)
-    assert "error" not in out, out["error"]
-    assert all(b.endswith(b"\r\n\r\nhub") for b in out["bodies"]), out
+    bodies = _in_a_thread(scenario)
+    assert all(b.endswith(b"\r\n\r\nhub") for b in bodies), bodies
     gc.collect()
     assert not any(lichen.live_counts().values()), lichen.live_counts()
 
@@ -613,55 +624,31 @@ def test_pool_keeps_the_workers_a_burst_needed_then_lets_them_go():
         start_response("200 OK", headers)
         return out
 
-    def fetch(port):
-        from gevent import socket as gsocket
-        s = gsocket.create_connection(("127.0.0.1", port))
-        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        data = b""
-        while True:
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            data += chunk
-        s.close()
-        return data.endswith(b"ok")
-
     def scenario():
         srv = _ShortPeakServer(app, host="127.0.0.1", port=0, gevent=True)
         srv.start()
         port = srv.address[1]
         counts = []
         for _ in range(2):
-            jobs = [gevent.spawn(fetch, port) for _ in range(100)]
+            jobs = [gevent.spawn(_fetch, port) for _ in range(100)]
             gevent.joinall(jobs, timeout=10)
-            assert all(j.value for j in jobs)
+            assert all(j.value.endswith(b"ok") for j in jobs)
             counts.append(lichen.live_counts()["greenlets"])
         counts.append(len(served_by))
         served_by.clear()
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and \
                 lichen.live_counts()["greenlets"] > 64:
-            fetch(port)  # turns of the loop, which trim the surplus
+            _fetch(port)  # turns of the loop, which trim the surplus
         counts.append(lichen.live_counts()["greenlets"])
         srv.stop(5)
         srv.close()
         return counts
 
-    out = {}
-
-    def thread():
-        try:
-            out["counts"] = scenario()
-        except BaseException as exc:
-            out["error"] = exc
-
-    t = threading.Thread(target=thread)
-    t.start()
-    t.join(25)
-    assert "error" not in out, out["error"]
-    after_first, after_second, greenlets_used, at_last = out["counts"]
-    assert after_first >= 90, out["counts"]  # kept, beyond the 64
-    assert after_second <= 110, out["counts"]
+    counts = _in_a_thread(scenario)
+    after_first, after_second, greenlets_used, at_last = counts
+    assert after_first >= 90, counts  # kept, beyond the 64
+    assert after_second <= 110, counts
     # 200 requests, each burst 100 at once: the second reused the first's.
-    assert greenlets_used <= 120, out["counts"]
-    assert at_last == 64, out["counts"]
+    assert greenlets_used <= 120, counts
+    assert at_last == 64, counts
