@@ -259,7 +259,9 @@ struct lx_server {
     int alog_on;          /* a line per request ... */
     int alog_style;       /* ... LX_ALOG_COMBINED or LX_ALOG_PYWSGI ... */
     int access_fd;        /* ... written to this fd, or -1 and ... */
-    PyObject *alog_write; /* ... given to this callable, line by line */
+    PyObject *alog_write; /* ... given to this callable, line by line; or
+                             instead of a line: */
+    PyObject *alog_call;  /* alog_call(environ, status, sent, seconds) */
     char *alog;
     size_t alog_len, alog_cap;
     uint64_t served; /* requests answered */

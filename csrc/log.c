@@ -130,9 +130,6 @@ static int duration(lx_req_t *r, char *buf, size_t cap)
                     (unsigned long long)(us % 1000000));
 }
 
-/* The combined log format and the request's duration:
- * 127.0.0.1 - - [06/Dec/2026:16:00:00 +0000] "GET / HTTP/1.1" 200 13 "-"
- * "curl/8" 0.000061 */
 /* METHOD TARGET PROTOCOL, a field the environ lacks written as missing. */
 static void request_line(lx_server_t *srv, PyObject *env, const char *missing)
 {
@@ -161,6 +158,9 @@ static void status_length(lx_req_t *r, const char *after)
     put(r->srv, after, strlen(after));
 }
 
+/* The combined log format and the request's duration:
+ * 127.0.0.1 - - [06/Dec/2026:16:00:00 +0000] "GET / HTTP/1.1" 200 13 "-"
+ * "curl/8" 0.000061 */
 static void combined(lx_req_t *r, PyObject *env)
 {
     lx_server_t *srv = r->srv;
@@ -205,12 +205,36 @@ static void pywsgi(lx_req_t *r, PyObject *env)
     put(srv, "\n", 1);
 }
 
+/* alog_call(environ, status, body bytes sent or None, seconds): the
+ * request as it was, for a logger that formats its own line. */
+static void call_access(lx_req_t *r, PyObject *env)
+{
+    lx_server_t *srv = r->srv;
+    double seconds = (double)(lx_now_us() - r->t_start) / 1e6;
+    PyObject *exc = lx_err_get();
+    PyObject *sent = r->resp_sent ? PyLong_FromUnsignedLongLong(r->resp_sent)
+                                  : Py_NewRef(Py_None);
+    PyObject *res = sent ? PyObject_CallFunction(srv->alog_call, "OiOd", env,
+                                                 r->status_code, sent, seconds)
+                         : NULL;
+    Py_XDECREF(sent);
+    if (res == NULL)
+        PyErr_WriteUnraisable(srv->alog_call);
+    else
+        Py_DECREF(res);
+    lx_err_set(exc);
+}
+
 void lx_log_access(lx_req_t *r)
 {
     lx_server_t *srv = r->srv;
     PyObject *env = r->environ;
     if (env == NULL)
         return;
+    if (srv->alog_call != NULL) {
+        call_access(r, env);
+        return;
+    }
     if (srv->alog_style == LX_ALOG_PYWSGI)
         pywsgi(r, env);
     else

@@ -503,15 +503,19 @@ static int opt_callable(PyObject *opts, const char *key, PyObject **out)
 }
 
 /* The access log (to access_fd, or line by line to access_log_write, in
- * the access_log_format given) and the application errors' hook. */
+ * the access_log_format given; or, instead of a line, a call of
+ * access_log_call with what the request was) and the application errors'
+ * hook. */
 static int opt_logs(lx_server_t *srv, PyObject *opts, int access_fd)
 {
     PyObject *style = PyDict_GetItemString(opts, "access_log_format");
     if (opt_callable(opts, "access_log_write", &srv->alog_write) < 0 ||
+        opt_callable(opts, "access_log_call", &srv->alog_call) < 0 ||
         opt_callable(opts, "app_error", &srv->app_error) < 0)
         return -1;
     srv->access_fd = access_fd;
-    srv->alog_on = access_fd >= 0 || srv->alog_write != NULL;
+    srv->alog_on =
+        access_fd >= 0 || srv->alog_write != NULL || srv->alog_call != NULL;
     srv->alog_style = LX_ALOG_COMBINED;
     if (style != NULL && style != Py_None) {
         if (PyUnicode_Check(style) &&
@@ -709,6 +713,7 @@ static int server_traverse(PyObject *self, visitproc visit, void *arg)
     Py_VISIT(srv->app);
     Py_VISIT(srv->log);
     Py_VISIT(srv->alog_write);
+    Py_VISIT(srv->alog_call);
     Py_VISIT(srv->app_error);
     Py_VISIT(srv->hub);
     Py_VISIT(srv->pending_exc);
@@ -731,6 +736,7 @@ static int server_clear(PyObject *self)
     Py_CLEAR(srv->app);
     Py_CLEAR(srv->log);
     Py_CLEAR(srv->alog_write);
+    Py_CLEAR(srv->alog_call);
     Py_CLEAR(srv->app_error);
     Py_CLEAR(srv->hub);
     Py_CLEAR(srv->pending_exc);
