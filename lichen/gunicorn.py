@@ -27,11 +27,9 @@ gunicorn has no setting for::
 import datetime
 import importlib.util
 import os
-import re
 import signal
 import sys
 import time
-import urllib.parse
 
 import greenlet
 from gunicorn import glogging
@@ -138,19 +136,6 @@ class _Response:
         self.sent = sent
 
 
-# The engine's access log line (the combined log format and the duration),
-# its fields escaped: \" \\ and \xNN.
-_QUOTED = r'"((?:[^"\\]|\\.)*)"'
-_ACCESS_LINE = re.compile(
-    r"(\S*) \S+ \S+ \[[^\]]*\] " + _QUOTED + r" (\d+) (\d+|-) " + _QUOTED
-    + " " + _QUOTED + r" (\d+)\.(\d+)\n?\Z")
-_UNESCAPE = re.compile(r'\\(["\\])')
-
-
-def _unescape(text):
-    return _UNESCAPE.sub(r"\1", text)
-
-
 class _Server(Server):
     """lichen's Server, logging through the gunicorn worker's logger."""
 
@@ -164,7 +149,7 @@ class _Server(Server):
         worker = self._worker
         options["log"] = worker._engine_log
         if worker._access_log_wanted():
-            options["access_log_write"] = worker._access_line
+            options["access_log_call"] = worker._access
         return options
 
 
@@ -346,50 +331,18 @@ class Worker(base.Worker):
                 and not getattr(cfg, "disable_redirect_access_to_syslog",
                                 False)))
 
-    def _access_line(self, line):
-        """One access log line of the engine's, through gunicorn's
-        logger: access_log_format applies to what the line tells."""
-        m = _ACCESS_LINE.match(line)
-        if m is None:
-            # Not the engine's format: written as it is rather than lost.
-            access_log = getattr(self.log, "access_log", None)
-            if access_log is not None:
-                access_log.info(line.rstrip("\n"))
-            return
-        (addr, request, status, sent, referer, agent, seconds,
-         micros) = m.groups()
-        request = _unescape(request)
-        parts = request.split(" ")
-        if len(parts) == 3:
-            method, target, protocol = parts
-        else:
-            method, target, protocol = request, "", ""
-        path, _, query = target.partition("?")
-        if "://" in path and not path.startswith("/"):
-            path = "/" + path.split("://", 1)[1].partition("/")[2]
-        path = urllib.parse.unquote(path, encoding="latin-1")
-        root = self.server.options["root_path"]
-        if root and (path == root or path.startswith(root + "/")):
-            path = path[len(root):]
-        environ = {
-            "REMOTE_ADDR": addr or "-",
-            "REQUEST_METHOD": method,
-            "RAW_URI": target,
-            "SERVER_PROTOCOL": protocol,
-            "PATH_INFO": path,
-            "QUERY_STRING": query,
-        }
-        headers = []
-        if referer != "-":
-            environ["HTTP_REFERER"] = referer = _unescape(referer)
-            headers.append(("Referer", referer))
-        if agent != "-":
-            environ["HTTP_USER_AGENT"] = agent = _unescape(agent)
-            headers.append(("User-Agent", agent))
-        response = _Response(status, None if sent == "-" else int(sent))
-        took = datetime.timedelta(seconds=int(seconds),
-                                  microseconds=int(micros))
-        self.log.access(response, headers, environ, took)
+    def _access(self, environ, status, sent, seconds):
+        """A request the engine answered, through gunicorn's logger: its
+        access_log_format applies, with the request's environ."""
+        headers = [(key[5:].replace("_", "-"), value)
+                   for key, value in environ.items()
+                   if key.startswith("HTTP_")]
+        for key, name in (("CONTENT_TYPE", "Content-Type"),
+                          ("CONTENT_LENGTH", "Content-Length")):
+            if key in environ:
+                headers.append((name, environ[key]))
+        self.log.access(_Response(str(status), sent), headers, environ,
+                        datetime.timedelta(seconds=seconds))
 
 
 class GeventWorker(Worker):

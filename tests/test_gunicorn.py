@@ -310,16 +310,18 @@ def test_access_log_format(gunicorn, worker_class, tmp_path):
     proc = gunicorn(worker_class, "--access-logfile", str(log),
                     "--access-logformat",
                     "%(m)s|%(U)s|%(q)s|%(s)s|%(B)s|%(D)s|%(p)s|%(a)s|"
-                    "%({x-missing}i)s")
+                    "%({x-missing}i)s|%({x-trace}i)s|%({wsgi.url_scheme}e)s")
     pid = worker_pid(proc)
-    assert get(proc, "/a%20b", headers={"User-Agent": "ua"}).status == 200
+    assert get(proc, "/a%20b", headers={"User-Agent": "ua",
+                                        "X-Trace": "t-1"}).status == 200
     assert proc.stop(30) == 0
     lines = log.read_text().splitlines()
     assert len(lines) == 2, lines
     assert re.fullmatch(rf"GET\|/pid\|\|200\|{len(str(pid))}\|\d+\|<{pid}>"
-                        r"\|[^|]*\|-", lines[0]), lines[0]
-    assert re.fullmatch(rf"GET\|/a b\|\|200\|14\|\d+\|<{pid}>\|ua\|-",
-                        lines[1]), lines[1]
+                        r"\|[^|]*\|-\|-\|http", lines[0]), lines[0]
+    # Any request header and environ key: the logger has the environ.
+    assert re.fullmatch(rf"GET\|/a b\|\|200\|14\|\d+\|<{pid}>\|ua\|-\|t-1"
+                        r"\|http", lines[1]), lines[1]
 
 
 @pytest.mark.timeout(60)
