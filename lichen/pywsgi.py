@@ -325,15 +325,14 @@ class WSGIServer:
         if timeout is None:
             timeout = self.stop_timeout
         engine = self._engine
-        if engine is not None and engine._engine is not None and \
-                engine._engine.in_request:
-            # From the application: the request goes on and is answered;
-            # a greenlet of the hub's waits for the drain, then closes.
-            engine.stop(timeout)
-            gevent.spawn(self.stop, timeout)
-            return
         if engine is not None:
             engine.stop(timeout)
+            if engine.in_request:
+                # From the application: its request goes on and is
+                # answered; a greenlet of the hub's waits for the drain,
+                # then closes.
+                gevent.spawn(self.stop, timeout)
+                return
         self.close()
 
     def close(self):

@@ -327,6 +327,12 @@ class Server:
         return self._engine.connections if self._engine is not None else 0
 
     @property
+    def in_request(self):
+        """Whether the calling greenlet is one of this server's requests'
+        own."""
+        return self._engine is not None and self._engine.in_request
+
+    @property
     def served(self):
         """Requests answered so far (those the application was called
         for)."""
@@ -480,6 +486,10 @@ class Server:
             return
         engine = self._engine
         driver = engine.driver_thread
+        if engine.in_request or (engine.running and
+                                 driver == threading.get_ident()):
+            raise RuntimeError("close() called from inside the loop or a "
+                               "request of its own; use stop()")
         if self._gevent is not None:
             if self._gevent.other_thread():
                 self.stop(0)  # its hub tears it down
@@ -487,9 +497,6 @@ class Server:
                 self._gevent.close(5.0)
         elif driver is not None and driver != threading.get_ident():
             self.stop(0)  # its thread tears it down
-        elif engine.running:
-            raise RuntimeError("close() called from inside the loop; "
-                               "use stop()")
         self._release()
 
     def _close_listeners(self):

@@ -652,3 +652,24 @@ def test_pool_keeps_the_workers_a_burst_needed_then_lets_them_go():
     # 200 requests, each burst 100 at once: the second reused the first's.
     assert greenlets_used <= 120, counts
     assert at_last == 64, counts
+
+
+@pytest.mark.timeout(30)
+def test_close_from_a_view_is_refused(serve):
+    holder = {}
+
+    def app(environ, start_response):
+        try:
+            holder["srv"].close()
+            body = b"closed"
+        except RuntimeError as exc:
+            body = str(exc).encode()
+        headers, out = _body(body)
+        start_response("200 OK", headers)
+        return out
+
+    srv = holder["srv"] = serve(app)
+    with Conn(srv.address) as c:
+        r = _get(c)
+        assert r.body.startswith(b"close() called from inside"), r.body
+        assert _get(c).status == 200  # and it goes on serving
