@@ -57,8 +57,16 @@ class HubDriver:
     def _turn(self):
         if self.ended.is_set():
             return
-        if self.engine.run_once(0):
-            return
+        try:
+            if self.engine.run_once(0):
+                return
+        except BaseException:
+            # The loop failed (the fd would stay readable and call this
+            # again and again): it ends here, as serve_forever would end,
+            # and the hub reports the exception.
+            self.engine.close()
+            self._end()
+            raise
         self._end()
 
     def _end(self):

@@ -673,3 +673,45 @@ def test_close_from_a_view_is_refused(serve):
         r = _get(c)
         assert r.body.startswith(b"close() called from inside"), r.body
         assert _get(c).status == 200  # and it goes on serving
+
+
+def test_a_loop_that_fails_ends_instead_of_spinning():
+    # The engine's turn raising (an OSError of its poll, say): the driver
+    # closes it, its waiters wake, and the hub reports the exception once.
+    from lichen.gevent import HubDriver
+
+    class FailingEngine:
+        def __init__(self):
+            self.r, self.w = os.pipe()
+            os.write(self.w, b"x")  # readable for good
+            self.turns = 0
+            self.closed = False
+
+        def fileno(self):
+            return self.r
+
+        def run_once(self, timeout):
+            self.turns += 1
+            raise OSError("the poll failed")
+
+        def close(self):
+            self.closed = True
+
+    def scenario():
+        engine = FailingEngine()
+        hub = gevent.get_hub()
+        reported = []
+        hub.handle_error = lambda ctx, t, v, tb: reported.append(v)
+        try:
+            driver = HubDriver(engine)
+            driver.start()
+            ended = driver.wait(5)
+            gevent.sleep(0.1)
+            return ended, engine.turns, engine.closed, reported
+        finally:
+            os.close(engine.r)
+            os.close(engine.w)
+
+    ended, turns, closed, reported = _in_a_thread(scenario)
+    assert ended and closed and turns == 1
+    assert [str(e) for e in reported] == ["the poll failed"]
