@@ -47,12 +47,16 @@ deps:
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q $$missing; \
 	fi
 
-# Tools of the abuse and soak tests (slowhttptest, wrk), Debian packages
-# installed when missing; without them those tests are skipped.
+# Tools of the abuse and soak tests (slowhttptest, wrk) and of the browser
+# test (chromium and its driver; curl for the static files' tests), Debian
+# packages installed when missing; without them those tests are skipped.
 test-tools:
 	@missing=""; \
 	command -v slowhttptest >/dev/null 2>&1 || missing="$$missing slowhttptest"; \
 	command -v wrk >/dev/null 2>&1 || missing="$$missing wrk"; \
+	command -v curl >/dev/null 2>&1 || missing="$$missing curl"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v chromedriver >/dev/null 2>&1 || missing="$$missing chromium-driver"; \
 	if [ -n "$$missing" ]; then \
 		if command -v apt-get >/dev/null 2>&1; then \
 			echo "== installing Debian packages:$$missing"; \

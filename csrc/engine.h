@@ -16,6 +16,7 @@
 #include "loop.h"
 #include "lx.h"
 #include "sock.h"
+#include "static.h"
 #include "timer.h"
 
 /* Exceptions as one object, whatever the Python version. */
@@ -167,6 +168,11 @@ struct lx_req {
     StartResponseObject *sr;
     WriterObject *writer;
     uint64_t t_start; /* us, for the access log */
+    /* a static file's answer (files.c), and the access log's copy of its
+     * request line and fields */
+    lx_static_resp_t *sresp;
+    char *alog_copy;
+    size_t alog_copy_cap;
 };
 
 /* ------------------------------------------------------------------ */
@@ -264,7 +270,8 @@ struct lx_server {
     PyObject *alog_call;  /* alog_call(environ, status, sent, seconds) */
     char *alog;
     size_t alog_len, alog_cap;
-    uint64_t served; /* requests answered */
+    uint64_t served;      /* requests answered */
+    lx_static_t *statics; /* static files (files.c), NULL: none */
 };
 
 #endif

@@ -92,20 +92,12 @@ static void put(lx_server_t *srv, const char *p, size_t n)
     srv->alog_len += n;
 }
 
-/* A str from the environ, escaped for a quoted log field. */
-static void field(lx_server_t *srv, PyObject *env, PyObject *key,
-                  const char *dflt)
+/* A field's bytes, escaped for a quoted log field; dflt when missing. */
+static void field(lx_server_t *srv, const lx_str_t *v, const char *dflt)
 {
-    PyObject *v = env ? PyDict_GetItemWithError(env, key) : NULL;
-    const char *p = dflt;
-    Py_ssize_t n = (Py_ssize_t)strlen(dflt);
-    if (v != NULL && PyUnicode_Check(v) &&
-        PyUnicode_KIND(v) == PyUnicode_1BYTE_KIND) {
-        p = (const char *)PyUnicode_1BYTE_DATA(v);
-        n = PyUnicode_GET_LENGTH(v);
-    }
-    PyErr_Clear();
-    Py_ssize_t i;
+    const char *p = v->base != NULL ? v->base : dflt;
+    size_t n = v->base != NULL ? v->len : strlen(dflt);
+    size_t i;
     for (i = 0; i < n; i++) {
         unsigned char ch = (unsigned char)p[i];
         if (ch == '"' || ch == '\\') {
@@ -121,6 +113,20 @@ static void field(lx_server_t *srv, PyObject *env, PyObject *key,
     }
 }
 
+/* A latin-1 str of the environ as bytes (missing otherwise). */
+static lx_str_t from_environ(PyObject *env, PyObject *key)
+{
+    lx_str_t s = {NULL, 0};
+    PyObject *v = PyDict_GetItemWithError(env, key);
+    if (v != NULL && PyUnicode_Check(v) &&
+        PyUnicode_KIND(v) == PyUnicode_1BYTE_KIND) {
+        s.base = (const char *)PyUnicode_1BYTE_DATA(v);
+        s.len = (size_t)PyUnicode_GET_LENGTH(v);
+    }
+    PyErr_Clear();
+    return s;
+}
+
 /* How long the request took, "%.6f" seconds. */
 static int duration(lx_req_t *r, char *buf, size_t cap)
 {
@@ -130,15 +136,15 @@ static int duration(lx_req_t *r, char *buf, size_t cap)
                     (unsigned long long)(us % 1000000));
 }
 
-/* METHOD TARGET PROTOCOL, a field the environ lacks written as missing. */
-static void request_line(lx_server_t *srv, PyObject *env, const char *missing)
+/* METHOD TARGET PROTOCOL, a field that is missing written as missing. */
+static void request_line(lx_server_t *srv, const lx_alog_fields_t *f,
+                         const char *missing)
 {
-    lx_state_t *st = srv->st;
-    field(srv, env, st->k_REQUEST_METHOD, missing);
+    field(srv, &f->method, missing);
     put(srv, " ", 1);
-    field(srv, env, st->k_RAW_URI, missing);
+    field(srv, &f->target, missing);
     put(srv, " ", 1);
-    field(srv, env, st->k_SERVER_PROTOCOL, missing);
+    field(srv, &f->proto, missing);
 }
 
 /* A quote, the status code (three digits: start_response checks it), the
@@ -161,24 +167,23 @@ static void status_length(lx_req_t *r, const char *after)
 /* The combined log format and the request's duration:
  * 127.0.0.1 - - [06/Dec/2026:16:00:00 +0000] "GET / HTTP/1.1" 200 13 "-"
  * "curl/8" 0.000061 */
-static void combined(lx_req_t *r, PyObject *env)
+static void combined(lx_req_t *r, const lx_alog_fields_t *f)
 {
     lx_server_t *srv = r->srv;
-    lx_state_t *st = srv->st;
     char tbuf[64], num[96];
     time_t now = time(NULL);
     struct tm tm;
     gmtime_r(&now, &tm);
     strftime(tbuf, sizeof(tbuf), "[%d/%b/%Y:%H:%M:%S +0000]", &tm);
-    field(srv, env, st->k_REMOTE_ADDR, "-");
+    field(srv, &f->addr, "-");
     put(srv, " - - ", 5);
     put(srv, tbuf, strlen(tbuf));
     put(srv, " \"", 2);
-    request_line(srv, env, "-");
+    request_line(srv, f, "-");
     status_length(r, " \"");
-    field(srv, env, st->k_HTTP_REFERER, "-");
+    field(srv, &f->referer, "-");
     put(srv, "\" \"", 3);
-    field(srv, env, st->k_HTTP_USER_AGENT, "-");
+    field(srv, &f->agent, "-");
     put(srv, "\" ", 2);
     int n = duration(r, num, sizeof(num));
     put(srv, num, (size_t)n);
@@ -187,18 +192,17 @@ static void combined(lx_req_t *r, PyObject *env)
 
 /* gevent.pywsgi's line, local time:
  * 127.0.0.1 - - [2026-12-06 16:00:00] "GET / HTTP/1.1" 200 13 0.000061 */
-static void pywsgi(lx_req_t *r, PyObject *env)
+static void pywsgi(lx_req_t *r, const lx_alog_fields_t *f)
 {
     lx_server_t *srv = r->srv;
-    lx_state_t *st = srv->st;
     char tbuf[64], num[96];
     time_t now = time(NULL);
     struct tm tm;
     localtime_r(&now, &tm);
     strftime(tbuf, sizeof(tbuf), " - - [%Y-%m-%d %H:%M:%S] \"", &tm);
-    field(srv, env, st->k_REMOTE_ADDR, "-");
+    field(srv, &f->addr, "-");
     put(srv, tbuf, strlen(tbuf));
-    request_line(srv, env, "");
+    request_line(srv, f, "");
     status_length(r, " ");
     int n = duration(r, num, sizeof(num));
     put(srv, num, (size_t)n);
@@ -225,9 +229,23 @@ static void call_access(lx_req_t *r, PyObject *env)
     lx_err_set(exc);
 }
 
+void lx_log_access_fields(lx_req_t *r, const lx_alog_fields_t *f)
+{
+    lx_server_t *srv = r->srv;
+    if (srv->alog_style == LX_ALOG_PYWSGI)
+        pywsgi(r, f);
+    else
+        combined(r, f);
+    /* Else at the end of the turn; outside one, the greenlet's switch to
+     * the hub makes the loop come round. */
+    if (srv->alog_len >= ALOG_FLUSH)
+        lx_log_flush(srv);
+}
+
 void lx_log_access(lx_req_t *r)
 {
     lx_server_t *srv = r->srv;
+    lx_state_t *st = srv->st;
     PyObject *env = r->environ;
     if (env == NULL)
         return;
@@ -235,15 +253,15 @@ void lx_log_access(lx_req_t *r)
         call_access(r, env);
         return;
     }
-    if (srv->alog_style == LX_ALOG_PYWSGI)
-        pywsgi(r, env);
-    else
-        combined(r, env);
-    PyErr_Clear();
-    /* Else at the end of the turn; outside one, the greenlet's switch to
-     * the hub makes the loop come round. */
-    if (srv->alog_len >= ALOG_FLUSH)
-        lx_log_flush(srv);
+    lx_alog_fields_t f = {
+        from_environ(env, st->k_REMOTE_ADDR),
+        from_environ(env, st->k_REQUEST_METHOD),
+        from_environ(env, st->k_RAW_URI),
+        from_environ(env, st->k_SERVER_PROTOCOL),
+        from_environ(env, st->k_HTTP_REFERER),
+        from_environ(env, st->k_HTTP_USER_AGENT),
+    };
+    lx_log_access_fields(r, &f);
 }
 
 void lx_log_app_error(lx_req_t *r, PyObject *exc)

@@ -4,6 +4,7 @@
 
 #include "conn.h"
 #include "environ.h"
+#include "files.h"
 #include "green.h"
 #include "input.h"
 #include "pool.h"
@@ -22,10 +23,11 @@ static PyObject *live_counts(PyObject *m, PyObject *unused)
     (void)m;
     (void)unused;
     long pooled = lx_buf_pooled();
-    return Py_BuildValue("{s:l,s:l,s:l,s:l,s:l}", "connections",
+    return Py_BuildValue("{s:l,s:l,s:l,s:l,s:l,s:l}", "connections",
                          lx_conn_live(), "buffers", lx_buf_live() - pooled,
                          "pooled_buffers", pooled, "greenlets", lx_pool_live(),
-                         "held_outputs", lx_flush_held());
+                         "held_outputs", lx_flush_held(), "static_files",
+                         lx_files_live());
 }
 
 PyObject *lx_probe_parse_request(PyObject *m, PyObject *args, PyObject *kw);

@@ -9,6 +9,7 @@
 #include "pool.h"
 
 #include "conn.h"
+#include "files.h"
 #include "green.h"
 #include "log.h"
 #include "output.h"
@@ -140,7 +141,9 @@ static void serve(lx_worker_t *w)
     lx_conn_t *c = w->conn;
     int abandoned = 0;
     for (;;) {
-        int keep = lx_wsgi_call(r);
+        size_t rest;
+        int m = lx_files_match(r, &rest);
+        int keep = m < 0 ? lx_wsgi_call(r) : lx_files_serve(r, m, rest);
         if (keep < 0)
             goto done; /* rejected: the connection lingers on its own */
         if (c->waiter != NULL) {
@@ -280,6 +283,7 @@ static PyMethodDef worker_def = {"lichen_worker", worker_main, METH_NOARGS,
 static void worker_free(lx_worker_t *w)
 {
     lx_wsgi_release(&w->req);
+    lx_files_release(&w->req);
     PyMem_Free(w->req.h.headers);
     Py_CLEAR(w->greenlet);
     PyMem_Free(w);

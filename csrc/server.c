@@ -12,6 +12,7 @@
 
 #include "conn.h"
 #include "environ.h"
+#include "files.h"
 #include "green.h"
 #include "log.h"
 #include "pool.h"
@@ -145,6 +146,7 @@ static int teardown(lx_server_t *srv)
         lx_conns_resume(srv);
     if (lx_pool_close(srv) < 0)
         rc = -1;
+    lx_files_close(srv);
     while (lx_conns_to_resume(srv) && round++ < 8)
         lx_conns_resume(srv);
     if (lx_conns_to_resume(srv))
@@ -606,6 +608,8 @@ static int server_init(PyObject *self, PyObject *args, PyObject *kwds)
     srv->pool.window = (uint64_t)window;
     if (server_header(srv, PyDict_GetItemString(opts, "server_header")) < 0)
         return -1;
+    if (lx_files_configure(srv, PyDict_GetItemString(opts, "static")) < 0)
+        return -1;
     srv->keepalive_ms =
         keepalive > 0 ? (uint64_t)(keepalive * 1000.0 + 0.5) : 0;
     if (keepalive > 0 && srv->keepalive_ms == 0)
@@ -783,6 +787,7 @@ static void server_dealloc(PyObject *self)
     server_clear(self);
     PyMem_Free(srv->listeners);
     lx_pool_free(srv);
+    lx_files_free(srv);
     PyMem_Free(srv->scratch.headers);
     PyMem_Free(srv->alog);
     if (srv->wake_io.fd >= 0)

@@ -65,6 +65,29 @@ def build_parser():
     opt = by_name["root_path"]
     parser.add_argument("--root-path", dest="root_path", metavar=opt.metavar,
                         help=opt.help + " (default: '')")
+    opt = by_name["static"]
+    parser.add_argument("--static", dest="static", action="append",
+                        metavar=opt.metavar, help=opt.help)
+    opt = by_name["static_max_age"]
+    parser.add_argument("--static-max-age", dest="static_max_age",
+                        metavar=opt.metavar, help=opt.help)
+    opt = by_name["static_immutable"]
+    parser.add_argument("--static-immutable", dest="static_immutable",
+                        nargs="?", const=True, metavar=opt.metavar,
+                        help=opt.help)
+    opt = by_name["static_index"]
+    parser.add_argument("--static-index", dest="static_index",
+                        metavar=opt.metavar, help=opt.help)
+    parser.add_argument("--static-dotfiles", dest="static_dotfiles",
+                        action="store_const", const=True,
+                        help=by_name["static_dotfiles"].help)
+    opt = by_name["static_types"]
+    parser.add_argument("--static-type", dest="static_types",
+                        action="append", metavar=opt.metavar, help=opt.help)
+    opt = by_name["static_cache"]
+    parser.add_argument("--static-cache", dest="static_cache",
+                        metavar=opt.metavar,
+                        help=f"{opt.help} (default: {opt.default})")
     parser.add_argument(
         "--gevent", action="store_true",
         help="gevent mode: serve from gevent's hub, so that applications "

@@ -112,7 +112,33 @@ OPTIONS = [
     Option("root_path", "", "url_path",
            "SCRIPT_NAME of the application when it is mounted below '/' "
            "(e.g. /api behind a proxy)", metavar="PATH"),
+    Option("static", (), "static",
+           "serve the files of DIR under the URL path PREFIX from the "
+           "engine, repeatable", metavar="PREFIX=DIR"),
+    Option("static_max_age", None, "optional_int",
+           "static files: Cache-Control max-age in seconds (default: no "
+           "Cache-Control)", minimum=0, metavar="SECONDS"),
+    Option("static_immutable", None, "immutable",
+           "static files whose path below the prefix matches REGEX (POSIX "
+           "extended; bare: hashed names such as app.0123abcd.css) are "
+           "cached a year, immutable", metavar="REGEX"),
+    Option("static_index", None, "file_name",
+           "static files: a directory's index file, e.g. index.html "
+           "(default: none; directories are never listed)", metavar="NAME"),
+    Option("static_dotfiles", False, "bool",
+           "static files: serve names that begin with a dot"),
+    Option("static_types", (), "static_types",
+           "static files: Content-Type of an extension, repeatable",
+           metavar="EXT=TYPE"),
+    Option("static_cache", 256, "int",
+           "static files: open files kept, 0 to open each time",
+           minimum=0, maximum=1 << 20, metavar="INT"),
 ]
+
+# What a bare --static-immutable matches: a hash of 8 or more hex digits
+# before the extension, as Django's ManifestStaticFilesStorage and
+# webpack's [contenthash] name files.
+DEFAULT_IMMUTABLE = r"[.-][0-9a-f]{8,}\.[A-Za-z0-9]+$"
 
 OPTIONS_BY_NAME = {o.name: o for o in OPTIONS}
 DEFAULTS = {o.name: o.default for o in OPTIONS}
@@ -199,7 +225,112 @@ def _check_file(opt, value, cli):
     return os.fspath(value)
 
 
+def _pairs(opt, value, cli, what):
+    """PREFIX=DIR strings, (a, b) pairs or a dict, as a list of pairs."""
+    if value is None or value == "":
+        return []
+    if isinstance(value, dict):
+        return list(value.items())
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, (list, tuple)):
+        _fail(opt, value, f"expected {what}", cli)
+    out = []
+    for item in value:
+        if isinstance(item, str):
+            a, sep, b = item.partition("=")
+            if not sep:
+                _fail(opt, item, f"expected {what}", cli)
+            item = (a.strip(), b.strip())
+        if (not isinstance(item, (list, tuple)) or len(item) != 2):
+            _fail(opt, item, f"expected {what}", cli)
+        out.append(tuple(item))
+    return out
+
+
+def _check_static(opt, value, cli):
+    """(prefix, directory) pairs; each directory must exist."""
+    what = "PREFIX=DIR, PREFIX a URL path such as /static"
+    mounts = []
+    for prefix, directory in _pairs(opt, value, cli, what):
+        shown = f"{prefix}={directory}"
+        if (not isinstance(prefix, str) or not prefix.startswith("/")
+                or not prefix.isprintable() or not prefix.isascii()
+                or any(c in prefix for c in "?#% ")):
+            _fail(opt, shown, what, cli)
+        if not isinstance(directory, (str, os.PathLike)) or not directory:
+            _fail(opt, shown, what, cli)
+        directory = os.fspath(directory)
+        if not os.path.isdir(directory):
+            _fail(opt, shown, f"no such directory: {directory}", cli)
+        if not os.access(directory, os.R_OK | os.X_OK):
+            _fail(opt, shown, f"directory not readable: {directory}", cli)
+        prefix = prefix.rstrip("/")
+        if any(p == prefix for p, _ in mounts):
+            _fail(opt, shown, f"prefix {prefix or '/'} given twice", cli)
+        mounts.append((prefix, os.path.abspath(directory)))
+    # The longest prefix first, so that /static/img can sit inside /static.
+    mounts.sort(key=lambda m: -len(m[0]))
+    return tuple(mounts)
+
+
+def _check_static_types(opt, value, cli):
+    what = "EXT=TYPE, e.g. .webmanifest=application/manifest+json"
+    out = []
+    for ext, ctype in _pairs(opt, value, cli, what):
+        if (not isinstance(ext, str) or not isinstance(ctype, str)
+                or not re.fullmatch(r"\.?[A-Za-z0-9_+-]{1,32}", ext)
+                or not re.fullmatch(r"[!-~][ -~]{0,199}", ctype)):
+            _fail(opt, f"{ext}={ctype}", what, cli)
+        out.append((ext.lstrip(".").lower(), ctype))
+    return tuple(out)
+
+
+def _check_optional_int(opt, value, cli):
+    if value is None or value == "":
+        return None
+    return _check_int(opt, value, cli)
+
+
+def _check_immutable(opt, value, cli):
+    if value is None or value is False:
+        return None
+    if value is True:
+        return DEFAULT_IMMUTABLE
+    if not isinstance(value, str) or not value or not value.isprintable():
+        _fail(opt, value, "expected a regular expression", cli)
+    try:  # the engine's is POSIX's, close enough to catch the usual slips
+        re.compile(value)
+    except re.error as exc:
+        _fail(opt, value, f"not a regular expression: {exc}", cli)
+    return value
+
+
+def _check_file_name(opt, value, cli):
+    if value is None or value == "":
+        return None
+    if (not isinstance(value, str) or "/" in value or "\0" in value
+            or value in (".", "..") or not value.isprintable()):
+        _fail(opt, value, "expected a file name such as index.html", cli)
+    return value
+
+
+def _check_bool(opt, value, cli):
+    if isinstance(value, bool):
+        return value
+    if cli and isinstance(value, str) and value.lower() in (
+            "1", "0", "true", "false", "yes", "no", "on", "off"):
+        return value.lower() in ("1", "true", "yes", "on")
+    _fail(opt, value, "expected true or false", cli)
+
+
 KINDS = {
+    "static": _check_static,
+    "static_types": _check_static_types,
+    "optional_int": _check_optional_int,
+    "immutable": _check_immutable,
+    "file_name": _check_file_name,
+    "bool": _check_bool,
     "seconds": _check_seconds,
     "int": _check_int,
     "log_level": _check_log_level,
@@ -246,7 +377,23 @@ def engine_options(cfg, access_log_fd, log):
         "limit_concurrency": cfg["limit_concurrency"],
         "access_log_fd": access_log_fd,
         "server_header": cfg["server_header"],
+        "static": static_options(cfg),
         "log": log,
+    }
+
+
+def static_options(cfg):
+    """The engine's "static" option: None without a mount."""
+    if not cfg["static"]:
+        return None
+    return {
+        "mounts": [tuple(m) for m in cfg["static"]],
+        "max_age": cfg["static_max_age"],
+        "immutable": cfg["static_immutable"],
+        "index": cfg["static_index"],
+        "dotfiles": cfg["static_dotfiles"],
+        "types": [tuple(t) for t in cfg["static_types"]],
+        "cache": cfg["static_cache"],
     }
 
 

@@ -296,8 +296,16 @@ class Server:
                                 engine.FileWrapper), **(environ or {})))
                 for l in self._listeners
             ]
-            self._engine = engine.Server(
-                app, listeners, self._engine_options())
+            try:
+                self._engine = engine.Server(
+                    app, listeners, self._engine_options())
+            except ValueError as exc:
+                # A static option the engine refused (a regex it cannot
+                # compile): a bad option like any other.
+                if str(exc).startswith("lichen: static"):
+                    raise ConfigError("invalid value for static_immutable: "
+                                      + str(exc).split(": ", 2)[-1]) from None
+                raise
             if gevent:
                 self._gevent = gevent_mode.HubDriver(self._engine,
                                                      self._ended)
