@@ -16,7 +16,14 @@ Routes (anything else is 404):
 
 The bodies are built once at import: the benchmark measures the server, not
 the application.
+
+``whitenoise_app`` is ``app`` wrapped in WhiteNoise (the static-file
+scenarios of the WhiteNoise servers): ``WhiteNoise(app,
+root=$BENCH_STATIC_DIR, prefix="static/")``, so that ``/static/NAME`` is the
+file NAME of that directory and every other path reaches ``app``.  It is
+built on first access, so that the other servers never import whitenoise.
 """
+import os
 
 HELLO = b"Hello, World!"
 BODY_10K = b"x" * 10240
@@ -82,3 +89,14 @@ def app(environ, start_response):
 
 
 application = app
+
+
+def __getattr__(name):
+    # PEP 562: "apps:whitenoise_app" (gunicorn's and lichen's getattr)
+    if name == "whitenoise_app":
+        global whitenoise_app
+        from whitenoise import WhiteNoise
+        whitenoise_app = WhiteNoise(app, root=os.environ["BENCH_STATIC_DIR"],
+                                    prefix="static/")
+        return whitenoise_app
+    raise AttributeError("module %r has no attribute %r" % (__name__, name))

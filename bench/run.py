@@ -61,6 +61,16 @@ BUDGET = 20 * 60  # seconds: the whole default run must stay under this
 # beside this one as "lichen-base"
 BASELINE_DIR = os.path.join(HERE, ".baseline")
 baseline = None  # the checkout's directory, once made
+# the static-file scenarios: the files, made at start in a temporary
+# directory (random bytes, fixed seed) that every static server serves
+# under /static/
+STATIC_FILES = {"1k.bin": 1024, "1m.bin": 1024 * 1024}
+static_dir = None  # that directory, while a static scenario is in the run
+# whitenoise for whitenoise-lichen, out of the project venv: pip install
+# --target here (gitignored with the peers venv), on PYTHONPATH of that
+# server only
+LICHEN_SITE = os.path.join(PEERS_VENV, "lichen-site")
+NGINX_WORKER_CONNECTIONS = 10000
 
 # --------------------------------------------------------------- servers
 # name -> (how it is started, package in the peers venv or None, note)
@@ -72,6 +82,11 @@ SERVERS = {
                       "mode: monkey-patched, served from gevent's hub)"),
     "lichen-base": ("lichen", None, "python -m lichen, the --baseline "
                     "revision"),
+    "nginx": ("nginx", "nginx", "nginx (the distribution's), 1 worker "
+              "process, sendfile on (static scenarios only)"),
+    "nginx+cache": ("nginx", "nginx", "the same with open_file_cache, as "
+                    "lichen's --static keeps files open (static scenarios "
+                    "only)"),
     "bjoern": ("launch", "bjoern", "bjoern.run"),
     "fastwsgi": ("launch", "fastwsgi", "fastwsgi.run"),
     "meinheld": ("launch", "meinheld", "meinheld.server.run"),
@@ -87,7 +102,17 @@ SERVERS = {
     "gevent.pywsgi+nodelay": ("launch", "gevent",
                               "the same with TCP_NODELAY on each socket"),
     "waitress": ("launch", "waitress", "waitress.serve, 4 threads"),
+    "whitenoise-gunicorn": ("gunicorn", ("gunicorn", "whitenoise"),
+                            "WhiteNoise(app) under gunicorn -k gthread -w 1 "
+                            "--threads 4 (static scenarios only)"),
+    "whitenoise-lichen": ("lichen", ("whitenoise", "whitenoise@lichen"),
+                          "WhiteNoise(app) under python -m lichen, no "
+                          "--static (static scenarios only)"),
 }
+# what a server needs that pip does not put into the peers venv: the
+# distribution's nginx, and whitenoise where the project venv's lichen
+# finds it (LICHEN_SITE)
+NOT_PEERS = {"nginx", "whitenoise@lichen"}
 LAUNCH_NAME = {"gevent.pywsgi": "gevent", "gevent.pywsgi+nodelay":
                "gevent-nodelay"}
 # servers that can run 2 worker processes from their own options
@@ -103,8 +128,18 @@ NO_TWO_WORKERS = {
 # waiting in gevent.sleep lets the others go on (the long-I/O scenario)
 GEVENT_SERVERS = {"lichen-gevent", "gunicorn-gevent", "gevent.pywsgi",
                   "gevent.pywsgi+nodelay"}
+# the servers of the static-file scenarios: lichen's --static, nginx, and
+# WhiteNoise (the Python way) under gunicorn and under lichen; the last
+# three take part in those scenarios only
+STATIC_SERVERS = {"lichen", "lichen-gevent", "lichen-base", "nginx",
+                  "nginx+cache", "whitenoise-gunicorn", "whitenoise-lichen"}
+STATIC_ONLY = {"nginx", "nginx+cache", "whitenoise-gunicorn",
+               "whitenoise-lichen"}
+# lichen servers whose engine has no --static (found at start)
+no_static = {}
 PEER_PACKAGES = ["gevent", "gunicorn", "bjoern", "fastwsgi", "meinheld",
-                 "granian", "pyuwsgi", "waitress", "matplotlib"]
+                 "granian", "pyuwsgi", "waitress", "whitenoise",
+                 "matplotlib"]
 IMPORT_NAME = {"pyuwsgi": "pyuwsgi", "gunicorn": "gunicorn"}
 
 # --------------------------------------------------------------- scenarios
@@ -139,6 +174,14 @@ SCENARIOS = {
                    title="long I/O: the application waits %d ms in "
                    "gevent.sleep, keep-alive, %d connections (gevent "
                    "servers only)" % (LONGIO_DELAY_MS, LONGIO_CONNS)),
+    "static-1k": dict(kind="wrk", path="/static/1k.bin", conns=100,
+                      static=True,
+                      title="static file of 1 KiB, keep-alive, 100 "
+                      "connections"),
+    "static-1m": dict(kind="wrk", path="/static/1m.bin", conns=10,
+                      static=True,
+                      title="static file of 1 MiB, keep-alive, 10 "
+                      "connections"),
 }
 # the C reference answers hello requests only
 REF_SCENARIOS = {"hello", "idle", "pipeline", "ab"}
@@ -232,6 +275,94 @@ def install_peers(wanted):
     return failed
 
 
+def packages(name):
+    """What a server needs installed: names in the peers venv, or in
+    NOT_PEERS."""
+    p = SERVERS[name][1]
+    return [] if not p else [p] if isinstance(p, str) else list(p)
+
+
+def lichen_site_has_whitenoise():
+    r = run([LICHEN_PY, "-c", "import whitenoise"],
+            env=dict(os.environ, PYTHONPATH=LICHEN_SITE))
+    return r.returncode == 0
+
+
+def install_not_peers(wanted, failed):
+    """nginx (checked, not installed: apt's) and whitenoise for the
+    project venv's lichen; adds to failed what is missing."""
+    if "nginx" in wanted and not nginx_bin():
+        failed["nginx"] = ("no nginx binary; install it with: apt-get "
+                           "install -y nginx")
+        log("nginx is missing: apt-get install -y nginx (its rows are "
+            "skipped)")
+    if "whitenoise@lichen" in wanted and not lichen_site_has_whitenoise():
+        if failed.get("whitenoise"):
+            failed["whitenoise@lichen"] = failed["whitenoise"]
+            return
+        # the version of the peers venv, so that both WhiteNoise servers
+        # run the same code
+        r = run([PEERS_PY, "-c", "import importlib.metadata as m;"
+                 "print(m.version('whitenoise'))"])
+        spec = "whitenoise==" + r.stdout.strip() if not r.returncode \
+            else "whitenoise"
+        log("installing %s into %s (for the project venv's lichen) ..."
+            % (spec, os.path.relpath(LICHEN_SITE)))
+        r = run([LICHEN_PY, "-m", "pip", "install", "-q", "--target",
+                 LICHEN_SITE, spec])
+        if not lichen_site_has_whitenoise():
+            lines = [ln for ln in (r.stderr or "").splitlines()
+                     if "error" in ln.lower() and "WARNING" not in ln]
+            failed["whitenoise@lichen"] = (
+                lines[-1].strip() if lines else
+                "pip exit status %d" % r.returncode)[:200]
+            log("could not install whitenoise for lichen: %s"
+                % failed["whitenoise@lichen"])
+
+
+def nginx_bin():
+    return shutil.which("nginx") or next(
+        (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx")
+         if os.access(p, os.X_OK)), None)
+
+
+def lichen_static_missing(servers):
+    """{lichen server: why not} for the lichen servers whose engine has no
+    --static (the --baseline revision may predate it)."""
+    missing = {}
+    for name in servers:
+        if SERVERS[name][0] != "lichen" or name not in STATIC_SERVERS \
+                or name in STATIC_ONLY:
+            continue
+        env = dict(os.environ, PYTHONPATH=baseline) \
+            if name == "lichen-base" else None
+        r = run([LICHEN_PY, "-m", "lichen", "--help"], env=env)
+        if not re.search(r"--static(?![-\w])", r.stdout):
+            missing[name] = "n/a: this lichen has no --static"
+    return missing
+
+
+def make_static_dir():
+    """The files of the static scenarios, random bytes (fixed seed), in a
+    new temporary directory readable by all (nginx's worker runs as
+    nobody when the script runs as root)."""
+    import random
+    where = tempfile.mkdtemp(prefix="lichen-bench-static-")
+    os.chmod(where, 0o755)
+    rnd = random.Random(20240601)
+    for fname, size in STATIC_FILES.items():
+        path = os.path.join(where, fname)
+        with open(path, "wb") as f:
+            f.write(rnd.randbytes(size))
+        os.chmod(path, 0o644)
+    return where
+
+
+def static_body(fname):
+    with open(os.path.join(static_dir, fname), "rb") as f:
+        return f.read()
+
+
 def build_ref():
     if (os.path.exists(REF_BIN)
             and os.path.getmtime(REF_BIN) >= os.path.getmtime(REF_SRC)):
@@ -267,9 +398,10 @@ def make_baseline(rev):
     return where
 
 
-def versions(peers, lichen_gevent=False):
+def versions(peers, lichen_gevent=False, nginx=False):
     """Versions of what runs: the gevent that lichen-gevent runs on is the
-    project venv's, "gevent (lichen)"."""
+    project venv's, "gevent (lichen)"; whitenoise-lichen's whitenoise is
+    the peers' version (install_not_peers)."""
     code = ("import importlib.metadata as m, sys\n"
             "for p in sys.argv[1:]:\n"
             "    try: print(p, m.version(p))\n"
@@ -285,6 +417,10 @@ def versions(peers, lichen_gevent=False):
             if py == LICHEN_PY and k != "lichen":
                 k += " (lichen)"
             out[k] = v
+    if nginx:
+        r = run([nginx_bin(), "-v"])
+        m = re.search(r"nginx/(\S+)", r.stdout + r.stderr)
+        out["nginx"] = m.group(1) if m else "?"
     r = run(["wrk", "-v"])
     m = re.search(r"wrk (\S+)", r.stdout + r.stderr)
     out["wrk"] = m.group(1) if m else "?"
@@ -328,17 +464,74 @@ def free_port():
         return s.getsockname()[1]
 
 
-def server_cmd(name, port, workers):
+NGINX_CONF = """\
+# bench/run.py: nginx for the static-file scenarios
+daemon off;
+master_process on;
+worker_processes 1;
+pid %(tmp)s/nginx.pid;
+error_log %(tmp)s/error.log warn;
+events {
+    worker_connections %(conns)d;
+}
+http {
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_timeout %(keepalive)d;
+    keepalive_requests 1000000;
+%(cache)s    types {
+        application/octet-stream bin;
+    }
+    default_type application/octet-stream;
+    client_body_temp_path %(tmp)s/client_body;
+    proxy_temp_path %(tmp)s/proxy;
+    fastcgi_temp_path %(tmp)s/fastcgi;
+    uwsgi_temp_path %(tmp)s/uwsgi;
+    scgi_temp_path %(tmp)s/scgi;
+    server {
+        listen %(addr)s;
+        location /static/ {
+            alias %(root)s/;
+        }
+    }
+}
+"""
+
+
+def server_cmd(name, port, workers, tmp=None):
+    """The command line of a server; tmp: a directory of its own (nginx's
+    configuration, pid file and error log)."""
     kind = SERVERS[name][0]
     addr = "%s:%d" % (HOST, port)
     pin = ["taskset", "-c", SERVER_CPU]
     if kind == "ref":
         return pin + [REF_BIN, HOST, str(port)]
+    if kind == "nginx":
+        conf = os.path.join(tmp, "nginx.conf")
+        # nginx+cache: open files kept as lichen's --static keeps them (256
+        # by default, checked against the path after a second)
+        cache = "" if name == "nginx" else (
+            "    open_file_cache max=256 inactive=60s;\n"
+            "    open_file_cache_valid 1s;\n")
+        with open(conf, "w") as f:
+            f.write(NGINX_CONF % dict(tmp=tmp, addr=addr, root=static_dir,
+                                      keepalive=KEEPALIVE, cache=cache,
+                                      conns=NGINX_WORKER_CONNECTIONS))
+        # -e: the error log before the configuration is read
+        return pin + [nginx_bin(), "-p", tmp, "-c", conf,
+                      "-e", os.path.join(tmp, "error.log")]
     if kind == "lichen":
-        cmd = [LICHEN_PY, "-m", "lichen", "apps:app", "--bind", addr,
+        app = "apps:whitenoise_app" if name in STATIC_ONLY else "apps:app"
+        cmd = [LICHEN_PY, "-m", "lichen", app, "--bind", addr,
                "--keepalive", str(KEEPALIVE), "--defer-accept", "1"]
         if name == "lichen-gevent":
             cmd.append("--gevent")
+        # only when the run has a static scenario: the other runs keep
+        # their command line of before
+        if static_dir and name in STATIC_SERVERS and \
+                name not in STATIC_ONLY and name not in no_static:
+            cmd += ["--static", "/static=" + static_dir]
         return pin + cmd
     if kind == "launch":
         cmd = [PEERS_PY, os.path.join(HERE, "launch.py"),
@@ -358,14 +551,18 @@ def server_cmd(name, port, workers):
                       str(workers), "--disable-logging", "--listen", "4096",
                       "--buffer-size", "16384"]
     if kind == "gunicorn":
-        wclass = name.split("-", 1)[1]
+        # whitenoise-gunicorn: the gthread worker (keep-alive; the sync
+        # worker has none), as gunicorn-gthread
+        wclass = "gthread" if name == "whitenoise-gunicorn" \
+            else name.split("-", 1)[1]
         cmd = [os.path.join(PEERS_BIN, "gunicorn"), "-k", wclass, "-w",
                str(workers), "--bind", addr, "--keep-alive", str(KEEPALIVE),
                "--worker-connections", "10000", "--backlog", "4096",
                "--log-level", "warning"]
         if wclass == "gthread":
             cmd += ["--threads", "4"]
-        return pin + cmd + ["apps:app"]
+        app = "apps:whitenoise_app" if name in STATIC_ONLY else "apps:app"
+        return pin + cmd + [app]
     raise ValueError(name)
 
 
@@ -437,18 +634,30 @@ class Server:
         self.port = free_port()
         self.log = tempfile.TemporaryFile()
         self.proc = None
+        self.tmp = None
 
     def start(self, procs):
-        env = None
+        env = dict(os.environ)
+        if static_dir:
+            env["BENCH_STATIC_DIR"] = static_dir  # apps.whitenoise_app
         if self.name == "lichen-base":
-            env = dict(os.environ, PYTHONPATH=baseline)
+            env["PYTHONPATH"] = baseline
+        if self.name == "whitenoise-lichen":
+            env["PYTHONPATH"] = LICHEN_SITE
+        if SERVERS[self.name][0] == "nginx":
+            self.tmp = tempfile.mkdtemp(prefix="lichen-bench-nginx-")
+            os.chmod(self.tmp, 0o755)
         self.proc = subprocess.Popen(
-            server_cmd(self.name, self.port, self.workers), cwd=HERE,
-            stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log,
-            start_new_session=True, preexec_fn=raise_nofile, env=env)
+            server_cmd(self.name, self.port, self.workers, self.tmp),
+            cwd=HERE, stdin=subprocess.DEVNULL, stdout=self.log,
+            stderr=self.log, start_new_session=True, preexec_fn=raise_nofile,
+            env=env)
         procs.append(self.proc)
         deadline = time.monotonic() + 20
-        url = "http://%s:%d/" % (HOST, self.port)
+        # nginx serves the static directory only: it is asked for a file
+        path, want = ("/static/1k.bin", static_body("1k.bin")) \
+            if SERVERS[self.name][0] == "nginx" else ("/", b"Hello, World!")
+        url = "http://%s:%d%s" % (HOST, self.port, path)
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise Failed("exited at start with status %s: %s"
@@ -456,8 +665,9 @@ class Server:
             try:
                 with urllib.request.urlopen(url, timeout=1) as resp:
                     body = resp.read()
-                if body != b"Hello, World!":
-                    raise Failed("unexpected hello body %r" % body[:80])
+                if body != want:
+                    raise Failed("unexpected body of %s: %r"
+                                 % (path, body[:80]))
                 # with several workers, let all of them come up
                 time.sleep(0.5 if self.workers > 1 else 0.1)
                 return
@@ -470,12 +680,22 @@ class Server:
 
     def tail(self):
         self.log.seek(0)
-        lines = self.log.read()[-3000:].decode(errors="replace")
+        data = self.log.read()
+        if self.tmp:  # nginx: its error log
+            try:
+                with open(os.path.join(self.tmp, "error.log"), "rb") as f:
+                    data += f.read()
+            except OSError:
+                pass
+        lines = data[-3000:].decode(errors="replace")
         return " | ".join(ln for ln in lines.splitlines()[-4:] if ln.strip())
 
     def stop(self):
         stop(self.proc)
         self.log.close()
+        if self.tmp:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            self.tmp = None
 
 
 def stop(proc):
@@ -500,9 +720,41 @@ def stop(proc):
 
 # --------------------------------------------------------------- checks
 
-def check_routes(port, greenlets=False):
+# the response head of each static server for /static/1k.bin, as read at
+# its route check: a note under the static tables
+static_heads = {}
+
+
+def check_static(name, port):
+    """The static files served whole, with status 200?  Returns a list of
+    problems, and keeps the response head in static_heads."""
+    import http.client
+    problems = []
+    for fname in STATIC_FILES:
+        path = "/static/" + fname
+        try:
+            c = http.client.HTTPConnection(HOST, port, timeout=5)
+            c.request("GET", path)
+            r = c.getresponse()
+            data = r.read()
+            c.close()
+            if r.status != 200 or data != static_body(fname):
+                problems.append("GET %s: status %d, %d bytes%s" % (
+                    path, r.status, len(data), "" if len(data) !=
+                    STATIC_FILES[fname] else " (not the file's)"))
+            if fname == "1k.bin":
+                static_heads[name] = [
+                    "HTTP/1.1 %d %s" % (r.status, r.reason)] + [
+                    "%s: %s" % kv for kv in r.getheaders()]
+        except (OSError, http.client.HTTPException) as e:
+            problems.append("GET %s: %s" % (path, e))
+    return problems
+
+
+def check_routes(port, greenlets=False, app=True):
     """Each route answered right?  Returns a list of problems.  The long
-    I/O route is checked on the servers that run it (greenlets)."""
+    I/O route is checked on the servers that run it (greenlets); app:
+    False for a server that serves static files only."""
     import http.client
     problems = []
     checks = [("GET", "/10k", None, 10240), ("GET", "/1m", None, 1048576),
@@ -510,6 +762,8 @@ def check_routes(port, greenlets=False):
               ("POST", "/echo", b"z" * 100000, 100000)]
     if greenlets:
         checks.append(("GET", "/sleep50", None, 13))
+    if not app:
+        checks = []
     for method, path, body, size in checks:
         try:
             c = http.client.HTTPConnection(HOST, port, timeout=5)
@@ -711,6 +965,11 @@ def runs_in(name, scn):
         return False
     if SCENARIOS[scn].get("gevent") and name not in GEVENT_SERVERS:
         return False
+    static = bool(SCENARIOS[scn].get("static"))
+    if static and name not in STATIC_SERVERS:
+        return False
+    if not static and name in STATIC_ONLY:
+        return False
     return scn != "workers2" or name in TWO_WORKERS
 
 
@@ -742,10 +1001,14 @@ def run_rounds(names, scns, workers, args, procs, results, install_failed,
             for name in names:
                 if not runs_in(name, scn):
                     continue
-                pkg = SERVERS[name][1]
-                if pkg and install_failed.get(pkg):
+                bad = [p for p in packages(name) if install_failed.get(p)]
+                if bad:
                     results.setdefault(scn, {})[name] = {
-                        "skip": "not installed (%s)" % install_failed[pkg]}
+                        "skip": "not installed (%s)" % install_failed[bad[0]]}
+                    continue
+                if SCENARIOS[scn].get("static") and name in no_static:
+                    results.setdefault(scn, {})[name] = {
+                        "skip": no_static[name]}
                     continue
                 who.append(name)
             runs = {name: [] for name in who}
@@ -770,7 +1033,12 @@ def run_rounds(names, scns, workers, args, procs, results, install_failed,
                         if workers == 1 and name != "c-ref" and \
                                 name not in route_problems:
                             route_problems[name] = check_routes(
-                                server.port, name in GEVENT_SERVERS)
+                                server.port, name in GEVENT_SERVERS,
+                                app=name not in STATIC_ONLY)
+                            if static_dir and name in STATIC_SERVERS and \
+                                    name not in no_static:
+                                route_problems[name] += check_static(
+                                    name, server.port)
                     log("%-22s %-9s %s..." % (
                         name, scn, "" if args.repeat == 1 else
                         "round %d of %d " % (rnd + 1, args.repeat)))
@@ -849,8 +1117,12 @@ def table(scn, servers, results):
     sc = SCENARIOS[scn]
     rows = results.get(scn, {})
     is_idle = sc["kind"] == "idle"
+    # the second ratio: to the C reference, or in the static scenarios
+    # (where it does not run) to nginx
+    other, other_col = ("nginx", "vs nginx") if sc.get("static") \
+        else ("c-ref", "vs C ref")
     head = ["server", "req/s", "p50", "p99", "CPU us/req", "vs lichen",
-            "vs C ref", "failures"]
+            other_col, "failures"]
     if is_idle:
         head.insert(5, "RSS KiB/conn")
     spread = any(r.get("cpu_runs") for r in rows.values())
@@ -860,7 +1132,7 @@ def table(scn, servers, results):
              "| " + " | ".join(head) + " |",
              "|---|" + "---:|" * (len(head) - 1)]
     base = rows.get("lichen")
-    ref = rows.get("c-ref")
+    ref = rows.get(other)
     if base is not None and "skip" in base:
         base = None
     if ref is not None and "skip" in ref:
@@ -893,7 +1165,20 @@ def table(scn, servers, results):
             notes.append("%s: pipelined requests are not served at full "
                          "rate (%.0f req/s vs %.0f without pipelining)"
                          % (name, r["rps"], hello))
-    left = [n for n in servers if n not in rows and not runs_in(n, scn)]
+    left = [n for n in servers if n not in rows and not runs_in(n, scn)
+            and n not in STATIC_ONLY]
+    if sc.get("static") and left:
+        notes.append("not run for %s: no static file serving of their own "
+                     "(the Python way, WhiteNoise, is measured under "
+                     "gunicorn and under lichen)" % ", ".join(left))
+    if scn == "static-1k" or (scn == "static-1m" and
+                              "static-1k" not in results):
+        for name in servers:
+            h = static_heads.get(name)
+            if h and name in rows and "skip" not in rows[name]:
+                notes.append("%s's response head (%d bytes): %s" % (
+                    name, sum(len(x) + 2 for x in h) + 2, "; ".join(
+                        "`%s`" % x for x in h)))
     if sc.get("gevent") and left:
         notes.append("not run for %s: a server that does not run the "
                      "application in greenlets of a gevent hub would be "
@@ -1010,6 +1295,42 @@ def targets(results):
     return lines
 
 
+def static_targets(results):
+    """The static files' targets: lichen's CPU per request at most 1.2x
+    nginx's and at most a fifth of WhiteNoise's, under gunicorn and under
+    lichen; markdown lines, none when lichen did not serve a static
+    scenario."""
+    rows = []
+    for scn in ("static-1k", "static-1m"):
+        if not measured(results, scn, "lichen"):
+            continue
+        for peer, bound, label in (
+                ("nginx", 1.2, "nginx"),
+                ("nginx+cache", None, "nginx+cache (like for like)"),
+                ("whitenoise-gunicorn", 0.2, "WhiteNoise under gunicorn"),
+                ("whitenoise-lichen", 0.2, "WhiteNoise under lichen")):
+            v = ratio(measured(results, scn, "lichen"),
+                      measured(results, scn, peer))
+            # three decimals: a ratio just over its bound must not print
+            # as it
+            if v is None and bound is None:
+                continue
+            rows.append("| %s: CPU/req vs %s | %s | %s | %s |" % (
+                scn, label, "- (not measured)" if v is None else
+                "%.3fx" % v, "-" if bound is None else "<= %.2fx" % bound,
+                "-" if v is None or bound is None else
+                "yes" if v <= bound else "**no**"))
+    if not rows:
+        return []
+    return ["### Targets: static files", "",
+            "lichen is `python -m lichen --static /static=DIR`: the file "
+            "is sent by the engine, in C, with sendfile. The ratios are "
+            "lichen's CPU per request over the other's (the other's row "
+            "in the tables shows the inverse in **vs lichen**).", "",
+            "| target | measured | bound | met |",
+            "|---|---:|---:|---:|"] + rows
+
+
 def chart(results, servers, scenarios, path):
     data = {"servers": servers, "scenarios": scenarios,
             "titles": {s: SCENARIOS[s]["title"] for s in scenarios},
@@ -1032,7 +1353,7 @@ def chart(results, servers, scenarios, path):
 # --------------------------------------------------------------- main
 
 def main():
-    global baseline
+    global baseline, static_dir
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--only", default="",
                     help="comma-separated servers (default: all): "
@@ -1113,12 +1434,22 @@ def main():
         check_system()
         if args.baseline:
             baseline = make_baseline(args.baseline)
-        peers = sorted({SERVERS[s][1] for s in servers if SERVERS[s][1]})
+        # what the servers that run in the chosen scenarios need
+        active = [s for s in servers if any(runs_in(s, c) for c in scenarios)]
+        wanted = {p for s in active for p in packages(s)}
+        peers = sorted(wanted - NOT_PEERS)
         install_failed = install_peers(peers + ["matplotlib"])
+        install_not_peers(wanted, install_failed)
+        if any(SCENARIOS[s].get("static") for s in scenarios) and \
+                any(s in STATIC_SERVERS for s in active):
+            static_dir = make_static_dir()
+            no_static.update(lichen_static_missing(servers))
         if "c-ref" in servers:
             build_ref()
         mline = machine()
-        vers = versions(peers, "lichen-gevent" in servers)
+        vers = versions(peers, "lichen-gevent" in servers,
+                        any(SERVERS[s][0] == "nginx" for s in active)
+                        and not install_failed.get("nginx"))
         log("about %d min of measurements" % (estimate // 60 + 1))
         run_rounds(servers, [s for s in scenarios if s != "workers2"], 1,
                    args, procs, results, install_failed, route_problems)
@@ -1139,6 +1470,8 @@ def main():
     finally:
         for p in procs:
             stop(p)
+        if static_dir:
+            shutil.rmtree(static_dir, ignore_errors=True)
 
     elapsed = time.monotonic() - started
     cmd = "python3 bench/run.py"
@@ -1155,9 +1488,9 @@ def main():
     if args.baseline:
         cmd += " --baseline " + args.baseline
     sections = [table(s, servers, results) for s in scenarios]
-    goals = targets(results)
-    if goals:
-        sections.insert(0, "\n".join(goals))
+    for goals in (static_targets(results), targets(results)):
+        if goals:
+            sections.insert(0, "\n".join(goals))
     for what in NOT_YET:
         sections.append("### %s\n\nnot yet (capability missing)" % what)
     notes = []
@@ -1184,17 +1517,18 @@ def main():
         "Versions: " + vline, "",
         "Command: `%s` (%.0f min, %s)" % (
             cmd, elapsed / 60, time.strftime("%Y-%m-%d")), "",
-        "Each server is one process pinned to CPU %s (gunicorn: master + 1 "
-        "worker, granian: its process tree; the CPU of all processes of the "
-        "server is counted); the load (wrk -t1, ab, and the idle-connection "
-        "client) runs on CPU %s. Measured runs last %d s after a 1 s "
-        "warm-up%s. **CPU us/req** = server CPU time (user + kernel) over "
-        "the run / requests completed; **vs lichen** and **vs C ref** "
-        "divide it by "
-        "lichen's and the C reference server's (above 1.00x = more CPU per "
-        "request). **failures**: wrk connect/write/timeout errors and "
-        "non-2xx responses, ab's failed requests, or idle connections not "
-        "answered. See bench/README.md." % (
+        "Each server is one process pinned to CPU %s (gunicorn and nginx: "
+        "master + 1 worker, granian: its process tree; the CPU of all "
+        "processes of the server is counted); the load (wrk -t1, ab, and "
+        "the idle-connection client) runs on CPU %s. Measured runs last "
+        "%d s after a 1 s warm-up%s. **CPU us/req** = server CPU time "
+        "(user + kernel) over the run / requests completed; **vs lichen** "
+        "and **vs C ref** (in the static-file scenarios **vs nginx**) "
+        "divide it by lichen's and the C reference server's (nginx's) "
+        "(above 1.00x = more CPU per request). **failures**: wrk "
+        "connect/write/timeout errors and non-2xx responses, ab's failed "
+        "requests, or idle connections not answered. See bench/README.md."
+        % (
             SERVER_CPU, LOAD_CPU, args.duration,
             "" if args.repeat == 1 else
             "; each scenario was measured in %d rounds, a run of every "
@@ -1202,7 +1536,8 @@ def main():
             "slow spell of the machine meets all of them alike), and the run "
             "of median CPU per request is shown, **CPU min-max** giving the "
             "spread (memory per idle connection: the first run); **vs "
-            "lichen** and **vs C ref** are then the medians of the ratios "
+            "lichen**, **vs C ref** and **vs nginx** are then the medians "
+            "of the ratios "
             "within each round"
             % args.repeat), ""]
     if have_chart:
