@@ -48,6 +48,7 @@ static void entry_free(lx_fentry_t *e)
 {
     if (e->fd >= 0)
         close(e->fd);
+    free(e->text);
     free(e);
     live--;
 }

@@ -41,10 +41,15 @@ typedef struct lx_fentry {
     int64_t mtime_s;
     long mtime_ns;
     unsigned mode;
-    /* the user's, kept with the entry: its Content-Type, and flags */
+    /* the user's, kept with the entry: its Content-Type, flags, and a
+     * text of its own (malloc'ed; freed with the entry) with the stamp
+     * of the metadata it was made from */
     const char *type;
     size_t type_len;
     uint8_t user;
+    char *text;
+    size_t text_len;
+    uint64_t text_stamp[3];
     size_t keylen;
     char key[]; /* the relative path, NUL-terminated */
 } lx_fentry_t;

@@ -243,6 +243,20 @@ static void unbind_input(lx_req_t *r)
 /* ------------------------------------------------------------------ */
 /* the response */
 
+/* The decimal digits of v at p; returns the end. */
+static char *decimal(char *p, uint64_t v)
+{
+    char tmp[24];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    while (n > 0)
+        *p++ = tmp[--n];
+    return p;
+}
+
 /* The status line and static.c's fields into r->fields (the Location of a
  * redirect from the request's path), then the head with its framing into
  * r->out. 0, or -1 with an exception. */
@@ -259,9 +273,15 @@ static int head(lx_req_t *r, const lx_static_resp_t *a)
     if (lx_buf_reserve(&srv->bufs, &r->fields, need, HEAD_MAX) < 0)
         goto nomem;
     lx_buf_t *f = r->fields;
-    int n = snprintf(f->data, 64, "HTTP/1.1 %d %s\r\n", a->status,
-                     lx_static_reason(a->status));
-    f->len = (size_t)n;
+    const char *reason = lx_static_reason(a->status);
+    size_t rl = strlen(reason);
+    char *p = f->data;
+    memcpy(p, "HTTP/1.1 ", 9);
+    p = decimal(p + 9, (uint64_t)a->status);
+    *p++ = ' ';
+    memcpy(p, reason, rl);
+    memcpy(p + rl, "\r\n", 2);
+    f->len = (size_t)(p + rl + 2 - f->data);
     memcpy(f->data + f->len, a->fields, a->fields_len);
     f->len += a->fields_len;
     if (a->redirect) {
@@ -282,10 +302,13 @@ static int head(lx_req_t *r, const lx_static_resp_t *a)
     r->app_length = a->file != NULL   ? (int64_t)a->length
                     : a->body != NULL ? (int64_t)a->body_len
                                       : -1;
-    if (r->app_length >= 0)
-        f->len +=
-            (size_t)snprintf(f->data + f->len, 48, "Content-Length: %llu\r\n",
-                             (unsigned long long)r->app_length);
+    if (r->app_length >= 0) {
+        p = f->data + f->len;
+        memcpy(p, "Content-Length: ", 16);
+        p = decimal(p + 16, (uint64_t)r->app_length);
+        memcpy(p, "\r\n", 2);
+        f->len = (size_t)(p + 2 - f->data);
+    }
     r->app_date = r->app_server = r->app_close = 0;
     return lx_response_head(r, 0);
 nomem:

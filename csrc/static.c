@@ -411,20 +411,9 @@ static lx_fentry_t *variant(lx_static_t *s, int m, const lx_fentry_t *e,
     return NULL;
 }
 
-/* Entity tag of the file as sent: "<mtime>.<ns>-<size>[-<coding>]". */
-static size_t make_etag(const lx_fentry_t *e, const char *enc, char *buf,
-                        size_t cap)
-{
-    int n =
-        snprintf(buf, cap, "\"%llx.%lx-%llx%s%s\"",
-                 (unsigned long long)e->mtime_s, (long)e->mtime_ns,
-                 (unsigned long long)e->size, enc ? "-" : "", enc ? enc : "");
-    return n > 0 && (size_t)n < cap ? (size_t)n : 0;
-}
-
 /* Preconditions (RFC 9110 13.2.2): 0 to go on, else the status. */
-static int preconditions(const conds_t *q, const lx_http1_req_t *h,
-                         const lx_fentry_t *e, const char *etag, size_t elen)
+static int preconditions(const conds_t *q, const lx_fentry_t *e,
+                         const char *etag, size_t elen)
 {
     int64_t t;
     if (q->im.base != NULL) {
@@ -435,7 +424,6 @@ static int preconditions(const conds_t *q, const lx_http1_req_t *h,
                e->mtime_s > t) {
         return 412;
     }
-    (void)h;
     if (q->inm.base != NULL) {
         if (lx_etag_match(q->inm.base, q->inm.len, etag, elen, 0))
             return 304;
@@ -458,6 +446,76 @@ static int if_range_holds(const conds_t *q, const lx_fentry_t *e,
         return v->len == elen && memcmp(v->base, etag, elen) == 0;
     int64_t t;
     return lx_http_date_parse(v->base, v->len, &t) == 0 && t == e->mtime_s;
+}
+
+static void add(lx_static_resp_t *a, const char *p, size_t n)
+{
+    if (n <= sizeof(a->fields) - a->fields_len) {
+        memcpy(a->fields + a->fields_len, p, n);
+        a->fields_len += n;
+    }
+}
+
+static int is_immutable(lx_static_t *s, lx_fentry_t *e, const char *rel);
+
+/* The fields every answer about the file f (e, or its sibling encoded
+ * enc) has, made once for its size and time and kept in f->text:
+ * Content-Type, Content-Encoding, Vary, then (at text_stamp[2]) ETag,
+ * Last-Modified, Cache-Control and Accept-Ranges. 0, or -1 when out of
+ * memory. */
+static int describe(lx_static_t *s, lx_fentry_t *e, lx_fentry_t *f,
+                    const char *enc)
+{
+    uint64_t stamp0 = f->size ^ ((uint64_t)e->siblings << 62);
+    uint64_t stamp1 =
+        (uint64_t)f->mtime_s * 1000000000u + (uint64_t)f->mtime_ns;
+    if (f->text != NULL && f->text_stamp[0] == stamp0 &&
+        f->text_stamp[1] == stamp1)
+        return 0;
+    if (e->type == NULL) {
+        e->type = content_type(s, e->key, e->keylen);
+        e->type_len = strlen(e->type);
+    }
+    char cc[80] = "";
+    if (s->immutable_on && is_immutable(s, e, e->key))
+        snprintf(cc, sizeof(cc),
+                 "Cache-Control: public, max-age=31536000, "
+                 "immutable\r\n");
+    else if (s->max_age >= 0)
+        snprintf(cc, sizeof(cc), "Cache-Control: public, max-age=%lld\r\n",
+                 (long long)s->max_age);
+    char lm[30];
+    lx_http_date_format(f->mtime_s, lm);
+    size_t cap = e->type_len + 256 + strlen(cc);
+    char *t = malloc(cap);
+    if (t == NULL)
+        return -1;
+    int n1 = snprintf(t, cap, "Content-Type: %s\r\n%s%s%s%s", e->type,
+                      enc ? "Content-Encoding: " : "", enc ? enc : "",
+                      enc ? "\r\n" : "",
+                      e->siblings ? "Vary: Accept-Encoding\r\n" : "");
+    if (n1 < 0 || (size_t)n1 >= cap) {
+        free(t);
+        return -1;
+    }
+    /* the entity tag: "<mtime>.<ns>-<size>[-<coding>]" */
+    int n2 = snprintf(t + n1, cap - (size_t)n1,
+                      "ETag: \"%llx.%lx-%llx%s%s\"\r\nLast-Modified: %s\r\n"
+                      "%sAccept-Ranges: bytes\r\n",
+                      (unsigned long long)f->mtime_s, (long)f->mtime_ns,
+                      (unsigned long long)f->size, enc ? "-" : "",
+                      enc ? enc : "", lm, cc);
+    if (n2 < 0 || (size_t)n2 >= cap - (size_t)n1) {
+        free(t);
+        return -1;
+    }
+    free(f->text);
+    f->text = t;
+    f->text_len = (size_t)(n1 + n2);
+    f->text_stamp[0] = stamp0;
+    f->text_stamp[1] = stamp1;
+    f->text_stamp[2] = (uint64_t)n1;
+    return 0;
 }
 
 static int is_immutable(lx_static_t *s, lx_fentry_t *e, const char *rel)
@@ -538,46 +596,43 @@ void lx_static_answer(lx_static_t *s, int m, size_t rest,
         fail(a, 404);
         return;
     }
-    if (e->type == NULL) {
-        e->type = content_type(s, e->key, e->keylen);
-        e->type_len = strlen(e->type);
-    }
     conds_t q;
     read_fields(h, &q);
     const char *enc = NULL;
     lx_fentry_t *v = e->siblings ? variant(s, m, e, &q, now, &enc) : NULL;
     lx_fentry_t *f = v ? v : e;
-    char etag[80];
-    size_t elen = make_etag(f, enc, etag, sizeof(etag));
-    char lm[30];
-    lx_http_date_format(f->mtime_s, lm);
-    int pre = preconditions(&q, h, f, etag, elen);
+    if (describe(s, e, f, enc) < 0) {
+        put_back(s, &v);
+        put_back(s, &e);
+        fail(a, 503);
+        return;
+    }
+    /* f->text: Content-Type, Content-Encoding, Vary, then from
+     * text_stamp[2]: ETag, Last-Modified, Cache-Control, Accept-Ranges */
+    const char *etag = f->text + f->text_stamp[2] + 6;
+    size_t elen = strcspn(etag, "\r");
+    int pre = preconditions(&q, f, etag, elen);
     if (pre == 412) {
         put_back(s, &v);
         put_back(s, &e);
         fail(a, 412);
         return;
     }
-    /* the fields every answer about the file has */
-    char cc[80] = "";
-    if (s->immutable_on && is_immutable(s, e, e->key))
-        snprintf(cc, sizeof(cc),
-                 "Cache-Control: public, max-age=31536000, "
-                 "immutable\r\n");
-    else if (s->max_age >= 0)
-        snprintf(cc, sizeof(cc), "Cache-Control: public, max-age=%lld\r\n",
-                 (long long)s->max_age);
+    a->status = 200;
+    a->offset = 0;
+    a->length = f->size;
     if (pre == 304) {
+        /* what a 200 would say of the entity, but the body's own fields */
         a->status = 304;
-        field(a, "ETag: %s\r\nLast-Modified: %s\r\n%s%s", etag, lm, cc,
-              e->siblings ? "Vary: Accept-Encoding\r\n" : "");
+        a->length = 0;
+        size_t from = (size_t)f->text_stamp[2];
+        add(a, f->text + from, f->text_len - from - 22); /* Accept-Ranges */
+        if (e->siblings)
+            add(a, "Vary: Accept-Encoding\r\n", 23);
         put_back(s, &v);
         put_back(s, &e);
         return;
     }
-    a->status = 200;
-    a->offset = 0;
-    a->length = f->size;
     if (get && q.range.base != NULL && if_range_holds(&q, f, etag, elen)) {
         uint64_t first, last;
         int rc =
@@ -599,13 +654,7 @@ void lx_static_answer(lx_static_t *s, int m, size_t rest,
                   (unsigned long long)f->size);
         }
     }
-    field(a, "Content-Type: %s\r\n", e->type);
-    if (enc != NULL)
-        field(a, "Content-Encoding: %s\r\n", enc);
-    if (e->siblings)
-        field(a, "Vary: Accept-Encoding\r\n");
-    field(a, "ETag: %s\r\nLast-Modified: %s\r\n%sAccept-Ranges: bytes\r\n",
-          etag, lm, cc);
+    add(a, f->text, f->text_len);
     if (v != NULL) {
         put_back(s, &e);
         a->file = v;
