@@ -48,13 +48,15 @@ deps:
 	fi
 
 # Tools of the abuse and soak tests (slowhttptest, wrk) and of the browser
-# test (chromium and its driver; curl for the static files' tests), Debian
+# test (chromium and its driver; curl and strace for the static files'
+# tests), Debian
 # packages installed when missing; without them those tests are skipped.
 test-tools:
 	@missing=""; \
 	command -v slowhttptest >/dev/null 2>&1 || missing="$$missing slowhttptest"; \
 	command -v wrk >/dev/null 2>&1 || missing="$$missing wrk"; \
 	command -v curl >/dev/null 2>&1 || missing="$$missing curl"; \
+	command -v strace >/dev/null 2>&1 || missing="$$missing strace"; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	command -v chromedriver >/dev/null 2>&1 || missing="$$missing chromium-driver"; \
 	if [ -n "$$missing" ]; then \
