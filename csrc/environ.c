@@ -229,18 +229,8 @@ static int set_steal(PyObject *env, PyObject *key, PyObject *value)
 
 static int set_path(lx_req_t *r, PyObject *env)
 {
-    lx_str_t path = r->h.path;
-    if (path.len > 0 && path.base[0] != '/') {
-        /* absolute-form (a proxy's request): PATH_INFO is the path */
-        const char *sep = memchr(path.base, ':', path.len);
-        if (sep != NULL && (size_t)(sep - path.base) + 3 <= path.len &&
-            sep[1] == '/' && sep[2] == '/') {
-            const char *auth = sep + 3, *end = path.base + path.len;
-            const char *slash = memchr(auth, '/', (size_t)(end - auth));
-            path.base = slash ? slash : "/";
-            path.len = slash ? (size_t)(end - slash) : 1;
-        }
-    }
+    /* absolute-form (a proxy's request): PATH_INFO is the path */
+    lx_str_t path = lx_http1_origin_path(r->h.path);
     char stackbuf[1024];
     char *buf =
         path.len <= sizeof(stackbuf) ? stackbuf : PyMem_Malloc(path.len);

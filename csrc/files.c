@@ -146,12 +146,6 @@ int lx_files_configure(lx_server_t *srv, PyObject *spec)
     return 0;
 }
 
-void lx_files_close(lx_server_t *srv)
-{
-    if (srv->statics != NULL)
-        lx_fcache_clear(&srv->statics->cache);
-}
-
 void lx_files_free(lx_server_t *srv)
 {
     lx_static_free(srv->statics);
@@ -264,9 +258,10 @@ static int head(lx_req_t *r, const lx_static_resp_t *a)
 {
     lx_server_t *srv = r->srv;
     const lx_http1_req_t *h = &r->h;
+    lx_str_t path = lx_http1_origin_path(h->path);
     size_t need = 128 + a->fields_len;
     if (a->redirect)
-        need += 16 + h->path.len + h->query.len;
+        need += 16 + path.len + h->query.len;
     if (r->fields == NULL && (r->fields = lx_buf_get(&srv->bufs)) == NULL)
         goto nomem;
     r->fields->len = r->fields->off = 0;
@@ -287,8 +282,8 @@ static int head(lx_req_t *r, const lx_static_resp_t *a)
     if (a->redirect) {
         memcpy(f->data + f->len, "Location: ", 10);
         f->len += 10;
-        memcpy(f->data + f->len, h->path.base, h->path.len);
-        f->len += h->path.len;
+        memcpy(f->data + f->len, path.base, path.len);
+        f->len += path.len;
         f->data[f->len++] = '/';
         if (h->query.len > 0) {
             f->data[f->len++] = '?';
@@ -379,7 +374,8 @@ int lx_files_serve(lx_req_t *r, int m, size_t rest)
     }
     r->keepalive = (r->h.flags & LX_REQ_KEEPALIVE) && srv->keepalive_ms > 0;
     lx_static_resp_t *a = r->sresp;
-    lx_static_answer(srv->statics, m, rest, &r->h, lx_now_us() / 1000, a);
+    lx_static_answer(srv->statics, m, lx_http1_origin_path(r->h.path), rest,
+                     &r->h, lx_now_us() / 1000, a);
     /* What the access log needs of the head, before the head goes. */
     lx_alog_fields_t lf;
     char addr[INET6_ADDRSTRLEN];

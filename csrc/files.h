@@ -9,9 +9,8 @@
  * (None, or a dict: mounts [(prefix, dir)], max_age, immutable, index,
  * dotfiles, types [(ext, type)], cache). 0, or -1 with an exception. */
 int lx_files_configure(lx_server_t *srv, PyObject *spec);
-/* Close the open files (the server is torn down). */
-void lx_files_close(lx_server_t *srv);
-/* Free the configuration (the server goes). */
+/* Close the open files and the directories, and forget the
+ * configuration (the server is torn down, or goes). */
 void lx_files_free(lx_server_t *srv);
 /* Debug counter: open static files in this process. */
 long lx_files_live(void);
@@ -22,7 +21,8 @@ static inline int lx_files_match(lx_req_t *r, size_t *rest)
 {
     if (r->srv->statics == NULL)
         return -1;
-    return lx_static_match(r->srv->statics, &r->h, rest);
+    return lx_static_match(r->srv->statics, lx_http1_origin_path(r->h.path),
+                           rest);
 }
 /* Answer r's request from mount m, as lx_wsgi_call: 1 when the
  * connection may carry another request, 0 to close it, -1 when it was

@@ -785,3 +785,18 @@ fail:
     *consumed = (size_t)(p - (uptr)buf);
     return LX_ERR;
 }
+
+lx_str_t lx_http1_origin_path(lx_str_t path)
+{
+    if (path.len > 0 && path.base[0] != '/') {
+        const char *sep = memchr(path.base, ':', path.len);
+        if (sep != NULL && (size_t)(sep - path.base) + 3 <= path.len &&
+            sep[1] == '/' && sep[2] == '/') {
+            const char *auth = sep + 3, *end = path.base + path.len;
+            const char *slash = memchr(auth, '/', (size_t)(end - auth));
+            path.base = slash ? slash : "/";
+            path.len = slash ? (size_t)(end - slash) : 1;
+        }
+    }
+    return path;
+}

@@ -57,6 +57,11 @@ typedef struct {
 int lx_http1_parse_request(const char *buf, size_t len, lx_http1_req_t *req,
                            const lx_http1_limits_t *limits, int *status);
 
+/* The path of a request target's path part, as origin-form has it: for
+ * absolute-form (http://host/x, as proxies send) the part after the
+ * authority ("/" when none); anything else as it is. */
+lx_str_t lx_http1_origin_path(lx_str_t path);
+
 /* Whether s[0..n) is a token (RFC 9110 5.6.2): what a field name is. */
 int lx_http1_is_token(const char *s, size_t n);
 

@@ -146,7 +146,7 @@ static int teardown(lx_server_t *srv)
         lx_conns_resume(srv);
     if (lx_pool_close(srv) < 0)
         rc = -1;
-    lx_files_close(srv);
+    lx_files_free(srv); /* the files and directories: closed now */
     while (lx_conns_to_resume(srv) && round++ < 8)
         lx_conns_resume(srv);
     if (lx_conns_to_resume(srv))

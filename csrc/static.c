@@ -246,11 +246,10 @@ int lx_static_set_index(lx_static_t *s, const char *name)
     return LX_OK;
 }
 
-int lx_static_match(const lx_static_t *s, const lx_http1_req_t *h,
-                    size_t *rest)
+int lx_static_match(const lx_static_t *s, lx_str_t path, size_t *rest)
 {
     return lx_fpath_match((const char *const *)s->prefixes, s->prefix_lens,
-                          s->nmounts, h->path.base, h->path.len, rest);
+                          s->nmounts, path.base, path.len, rest);
 }
 
 /* ------------------------------------------------------------------ */
@@ -528,7 +527,7 @@ static int is_immutable(lx_static_t *s, lx_fentry_t *e, const char *rel)
     return (e->user & 2) != 0;
 }
 
-void lx_static_answer(lx_static_t *s, int m, size_t rest,
+void lx_static_answer(lx_static_t *s, int m, lx_str_t path, size_t rest,
                       const lx_http1_req_t *h, uint64_t now,
                       lx_static_resp_t *a)
 {
@@ -547,7 +546,7 @@ void lx_static_answer(lx_static_t *s, int m, size_t rest,
         return;
     }
     int slash;
-    int len = lx_fpath_decode(h->path.base + rest, h->path.len - rest, s->path,
+    int len = lx_fpath_decode(path.base + rest, path.len - rest, s->path,
                               LX_FPATH_MAX, s->dotfiles, &slash);
     if (len < 0) {
         fail(a, -len);

@@ -52,10 +52,9 @@ int lx_static_set_immutable(lx_static_t *s, const char *regex, char *err,
                             size_t cap);
 int lx_static_set_index(lx_static_t *s, const char *name);
 
-/* The mount h's path falls under, and in *rest where the path below it
- * begins; -1 for none. */
-int lx_static_match(const lx_static_t *s, const lx_http1_req_t *h,
-                    size_t *rest);
+/* The mount path (origin-form: lx_http1_origin_path) falls under, and in
+ * *rest where the path below it begins; -1 for none. */
+int lx_static_match(const lx_static_t *s, lx_str_t path, size_t *rest);
 
 #define LX_STATIC_FIELDS 1024
 
@@ -70,9 +69,10 @@ typedef struct {
     char fields[LX_STATIC_FIELDS]; /* header lines, each with its CRLF */
 } lx_static_resp_t;
 
-/* Answer request h (its path below mount m starting at rest) at now
- * (ms, any monotonic clock). Call lx_static_done afterwards. */
-void lx_static_answer(lx_static_t *s, int m, size_t rest,
+/* Answer request h, whose path (origin-form) is below mount m from
+ * rest on, at now (ms, any monotonic clock). Call lx_static_done
+ * afterwards. */
+void lx_static_answer(lx_static_t *s, int m, lx_str_t path, size_t rest,
                       const lx_http1_req_t *h, uint64_t now,
                       lx_static_resp_t *a);
 void lx_static_done(lx_static_t *s, lx_static_resp_t *a);

@@ -326,8 +326,19 @@ static void test_cache(void)
     CHECK(system(cmd) == 0, "cleanup");
 }
 
+static void test_errno_status(void)
+{
+    /* The tests run as root, who reads every file: the mapping here. */
+    CHECK(status_of(EACCES) == 403 && status_of(EPERM) == 403, "403");
+    CHECK(status_of(ENOENT) == 404 && status_of(EXDEV) == 404 &&
+              status_of(ELOOP) == 404 && status_of(ENOTDIR) == 404,
+          "404");
+    CHECK(status_of(EMFILE) == 503 && status_of(ENFILE) == 503, "503");
+}
+
 int main(void)
 {
+    test_errno_status();
     test_decode();
     test_match();
     test_dates();
