@@ -188,24 +188,14 @@ void lx_environ_forget(lx_server_t *srv)
         Py_CLEAR(srv->last_values[i]);
 }
 
-static int hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c |= 0x20;
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
 /* Percent-decode into dst (at least n bytes); returns the length. */
 static size_t unquote(const char *src, size_t n, char *dst)
 {
     size_t i = 0, o = 0;
     while (i < n) {
         if (src[i] == '%' && i + 2 < n) {
-            int h = hexval((unsigned char)src[i + 1]);
-            int l = hexval((unsigned char)src[i + 2]);
+            int h = lx_hexval((unsigned char)src[i + 1]);
+            int l = lx_hexval((unsigned char)src[i + 2]);
             if (h >= 0 && l >= 0) {
                 dst[o++] = (char)(h * 16 + l);
                 i += 3;

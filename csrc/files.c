@@ -352,27 +352,15 @@ int lx_files_serve(lx_req_t *r, int m, size_t rest)
 {
     lx_server_t *srv = r->srv;
     lx_conn_t *c = r->conn;
-    r->t_start = srv->alog_on ? lx_now_us() : 0;
-    r->head_method =
-        r->h.method.len == 4 && memcmp(r->h.method.base, "HEAD", 4) == 0;
-    r->head_sent = r->resp_chunked = r->resp_close = r->resp_nobody = 0;
-    r->status_code = 0;
-    r->resp_length = -1;
-    r->resp_sent = 0;
-    int refuse = lx_body_start(r);
-    if (refuse == 0 && r->sresp == NULL &&
-        (r->sresp = PyMem_Malloc(sizeof(*r->sresp))) == NULL)
-        refuse = 503;
-    if (refuse) {
-        /* Earlier responses of the batch go first. */
-        if (lx_out_flush(r) < 0) {
-            PyErr_Clear();
-            return 0;
-        }
-        lx_conn_reject(c, refuse);
-        return -1;
+    if (r->sresp == NULL &&
+        (r->sresp = PyMem_Malloc(sizeof(*r->sresp))) == NULL) {
+        lx_log(srv, LX_LOG_ERROR, "out of memory", NULL);
+        c->flags |= LX_CONN_F_BROKEN;
+        return 0;
     }
-    r->keepalive = (r->h.flags & LX_REQ_KEEPALIVE) && srv->keepalive_ms > 0;
+    int begun = lx_response_begin(r);
+    if (begun <= 0)
+        return begun;
     lx_static_resp_t *a = r->sresp;
     lx_static_answer(srv->statics, m, lx_http1_origin_path(r->h.path), rest,
                      &r->h, lx_now_us() / 1000, a);

@@ -1,17 +1,9 @@
 /* URL paths of static files: mount matching, decoding and checking. */
 #include "fpath.h"
 
-#include <string.h>
+#include "lx.h"
 
-static int hexval(int ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    ch |= 0x20;
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    return -1;
-}
+#include <string.h>
 
 /* The byte at raw[*i] (decoded when it is a valid escape), *i advanced;
  * -1 for a bad escape. *escaped tells it came from one. */
@@ -25,8 +17,8 @@ static int next_byte(const char *raw, size_t n, size_t *i, int *escaped)
     }
     if (n - *i < 3)
         return -1;
-    int hi = hexval((unsigned char)raw[*i + 1]);
-    int lo = hexval((unsigned char)raw[*i + 2]);
+    int hi = lx_hexval((unsigned char)raw[*i + 1]);
+    int lo = lx_hexval((unsigned char)raw[*i + 2]);
     if (hi < 0 || lo < 0)
         return -1;
     *i += 3;

@@ -64,6 +64,17 @@ static inline int lx_caseeq(const char *s, const char *lower, size_t n)
 #define LX_HAS_LESS(x, n) (((x)-LX_BYTES(n)) & ~(x)&LX_BYTES(0x80))
 #define LX_HAS_BYTE(x, b) LX_HAS_LESS((x) ^ LX_BYTES(b), 1)
 
+/* The value of a hex digit, -1 for another byte. */
+static inline int lx_hexval(int ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    ch |= 0x20;
+    if (ch >= 'a' && ch <= 'f')
+        return ch - 'a' + 10;
+    return -1;
+}
+
 /* Identity constants for I/O outcomes (compare by pointer). */
 extern const char lx_err_closed[];
 extern const char lx_err_timeout[];

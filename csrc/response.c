@@ -469,6 +469,30 @@ void lx_writer_bind(WriterObject *w, lx_req_t *r)
 /* ------------------------------------------------------------------ */
 /* the head */
 
+int lx_response_begin(lx_req_t *r)
+{
+    lx_server_t *srv = r->srv;
+    r->t_start = srv->alog_on ? lx_now_us() : 0;
+    r->head_method =
+        r->h.method.len == 4 && memcmp(r->h.method.base, "HEAD", 4) == 0;
+    r->head_sent = r->resp_chunked = r->resp_close = r->resp_nobody = 0;
+    r->status_code = 0;
+    r->resp_length = -1;
+    r->resp_sent = 0;
+    int refuse = lx_body_start(r);
+    if (refuse) {
+        /* Earlier responses of the batch go first. */
+        if (lx_out_flush(r) < 0) {
+            PyErr_Clear();
+            return 0;
+        }
+        lx_conn_reject(r->conn, refuse);
+        return -1;
+    }
+    r->keepalive = (r->h.flags & LX_REQ_KEEPALIVE) && srv->keepalive_ms > 0;
+    return 1;
+}
+
 int lx_response_head(lx_req_t *r, int64_t whole_len)
 {
     lx_server_t *srv = r->srv;

@@ -18,6 +18,11 @@ void lx_writer_bind(WriterObject *w, lx_req_t *r);
  * known whole (a one-element list, an exhausted iterable), else -1.
  * 0, or -1 with an exception (no start_response, a bad header). */
 int lx_response_head(lx_req_t *r, int64_t whole_len);
+/* Begin request r, its head parsed: its response state reset, its body
+ * set up, keep-alive decided. 1 to serve it; else what the request's
+ * caller returns: -1 when it was refused (a canned response, and the
+ * connection lingers on its own), 0 when its connection broke. */
+int lx_response_begin(lx_req_t *r);
 /* A block of the body, the head first if it is not out yet (see
  * lx_out_body): 0, or -1 with an exception. */
 int lx_response_block(lx_req_t *r, const char *data, size_t len, int last);

@@ -156,24 +156,9 @@ int lx_wsgi_call(lx_req_t *r)
 {
     lx_server_t *srv = r->srv;
     lx_conn_t *c = r->conn;
-    r->t_start = srv->alog_on ? lx_now_us() : 0;
-    r->head_method =
-        r->h.method.len == 4 && memcmp(r->h.method.base, "HEAD", 4) == 0;
-    r->head_sent = r->resp_chunked = r->resp_close = r->resp_nobody = 0;
-    r->status_code = 0;
-    r->resp_length = -1;
-    r->resp_sent = 0;
-    int refuse = lx_body_start(r);
-    if (refuse) {
-        /* Earlier responses of the batch go first. */
-        if (lx_out_flush(r) < 0) {
-            PyErr_Clear();
-            return 0;
-        }
-        lx_conn_reject(c, refuse);
-        return -1;
-    }
-    r->keepalive = (r->h.flags & LX_REQ_KEEPALIVE) && srv->keepalive_ms > 0;
+    int begun = lx_response_begin(r);
+    if (begun <= 0)
+        return begun;
     if (bind_objects(r) < 0) {
         lx_log(srv, LX_LOG_ERROR, "out of memory", NULL);
         PyErr_Clear();

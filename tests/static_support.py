@@ -181,3 +181,10 @@ def make_tree(tmp):
         finally:
             s.close()
     return t
+
+
+def tool_env():
+    """The environment for a tool the tests run (curl, chromedriver):
+    without the sanitizer run's LD_PRELOAD, which is for Python only."""
+    return {k: v for k, v in os.environ.items()
+            if k not in ('LD_PRELOAD', 'ASAN_OPTIONS')}

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from static_support import MarkerApp, tiny_png
+from static_support import MarkerApp, tiny_png, tool_env
 from support import wait_for
 
 pytestmark = pytest.mark.timeout(120)
@@ -75,7 +75,8 @@ def browser():
                 '--disable-dev-shm-usage', '--no-first-run',
                 '--no-default-browser-check', '--window-size=800,600'):
         options.add_argument(arg)
-    drv = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER),
+    drv = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER,
+                                           env=tool_env()),
                            options=options)
     drv.set_page_load_timeout(30)
     try:
