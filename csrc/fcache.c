@@ -49,6 +49,7 @@ static void entry_free(lx_fentry_t *e)
     if (e->fd >= 0)
         close(e->fd);
     free(e->text);
+    free(e->bytes);
     free(e);
     live--;
 }
@@ -280,8 +281,8 @@ lx_fentry_t *lx_fcache_get(lx_fcache_t *fc, const lx_fmount_t *mounts, int m,
         int fresh;
         if (now - e->checked < LX_FCACHE_CHECK_MS && now >= e->checked) {
             struct stat st;
-            fresh = fstat(e->fd, &st) == 0;
-            if (fresh)
+            fresh = e->bytes != NULL || fstat(e->fd, &st) == 0;
+            if (fresh && e->bytes == NULL)
                 note_stat(e, &st);
         } else {
             fresh = recheck(&mounts[m], e, want_siblings, now);

@@ -6,7 +6,9 @@
  * (a FIFO never blocks the open). A cached entry is checked against its
  * path again once it is LX_FCACHE_CHECK_MS old: a file replaced since
  * (another inode there) is opened anew. Its descriptor is fstat'ed by
- * every lookup, so the size a response announces is the file's then. An
+ * every lookup, so the size a response announces is the file's then,
+ * unless the user keeps the file's bytes with the entry (a small file:
+ * that snapshot is sent whole, and renewed after the next check). An
  * entry in use (refs) outlives its eviction until it is put back. */
 #ifndef LX_FCACHE_H
 #define LX_FCACHE_H
@@ -50,6 +52,11 @@ typedef struct lx_fentry {
     char *text;
     size_t text_len;
     uint64_t text_stamp[3];
+    /* a small file's bytes, read by the user (malloc'ed; freed with the
+     * entry): while it holds them, a lookup within the second skips the
+     * fstat, since what is sent is this snapshot, whole */
+    char *bytes;
+    uint64_t bytes_stamp[2];
     size_t keylen;
     char key[]; /* the relative path, NUL-terminated */
 } lx_fentry_t;

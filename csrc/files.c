@@ -323,6 +323,13 @@ static int body(lx_req_t *r, const lx_static_resp_t *a)
             return -1;
         return lx_out_end(r, 1);
     }
+    if (a->file->bytes != NULL) {
+        /* the small file's snapshot (static.c) */
+        if (lx_out_body(r, a->file->bytes + a->offset, (size_t)a->length, 1) <
+            0)
+            return -1;
+        return lx_out_end(r, 1);
+    }
     int fd = a->file->fd;
     if (a->length <= READ_MAX) {
         if (lx_out_reserve(r, (size_t)a->length) < 0)

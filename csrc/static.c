@@ -517,6 +517,41 @@ static int describe(lx_static_t *s, lx_fentry_t *e, lx_fentry_t *f,
     return 0;
 }
 
+/* A small file's bytes kept with its entry, renewed when its metadata
+ * changed; without them (a larger file, a read that came short: the file
+ * changes meanwhile) the body is read from the descriptor. */
+static void snapshot(lx_fentry_t *f)
+{
+    uint64_t stamp[2] = {f->size, (uint64_t)f->mtime_s * 1000000000u +
+                                      (uint64_t)f->mtime_ns};
+    if (f->bytes != NULL && f->bytes_stamp[0] == stamp[0] &&
+        f->bytes_stamp[1] == stamp[1])
+        return;
+    free(f->bytes);
+    f->bytes = NULL;
+    if (f->size > LX_STATIC_SNAPSHOT_MAX)
+        return;
+    char *b = malloc(f->size ? f->size : 1);
+    if (b == NULL)
+        return;
+    size_t got = 0;
+    while (got < f->size) {
+        ssize_t n = pread(f->fd, b + got, f->size - got, (off_t)got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+    }
+    if (got != f->size) {
+        free(b);
+        return;
+    }
+    f->bytes = b;
+    f->bytes_stamp[0] = stamp[0];
+    f->bytes_stamp[1] = stamp[1];
+}
+
 static int is_immutable(lx_static_t *s, lx_fentry_t *e, const char *rel)
 {
     /* Computed once per entry: bit 0 known, bit 1 the answer. */
@@ -654,6 +689,7 @@ void lx_static_answer(lx_static_t *s, int m, lx_str_t path, size_t rest,
         }
     }
     add(a, f->text, f->text_len);
+    snapshot(f);
     if (v != NULL) {
         put_back(s, &e);
         a->file = v;

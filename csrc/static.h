@@ -57,10 +57,15 @@ int lx_static_set_index(lx_static_t *s, const char *name);
 int lx_static_match(const lx_static_t *s, lx_str_t path, size_t *rest);
 
 #define LX_STATIC_FIELDS 1024
+/* Files up to this size are kept in memory with their cache entry (a
+ * snapshot, renewed when a check of the path finds the file changed), so
+ * that answering one is no system call at all. */
+#define LX_STATIC_SNAPSHOT_MAX 16384
 
 typedef struct {
     int status;
-    lx_fentry_t *file; /* the body is file[offset, offset + length) ... */
+    lx_fentry_t *file; /* the body is file[offset, offset + length) (from
+                          file->bytes when it holds them) ... */
     uint64_t offset, length;
     const char *body; /* ... or this text (NULL: no body, as 304) */
     size_t body_len;

@@ -1308,24 +1308,51 @@ def test_created_file_is_served_at_once(static, tree):
 
 def test_file_changed_in_place_is_announced_at_its_current_length(static,
                                                                   tree):
-    """docs/static.md: each request fstats the descriptor it sends from."""
-    path = tree.write('grow.txt', b'12345\n', mtime=None)
+    """docs/static.md: a file larger than the snapshot bound (16 KiB) is
+    sent from its descriptor, which each request fstats."""
+    big = b'x' * 20000
+    path = tree.write('grow.txt', big, mtime=None)
     s = static()
     with Conn(s.address) as c:
         c.send(build('GET', '/static/grow.txt'))
         first = c.read_response()
-        assert first.body == b'12345\n'
+        assert first.body == big
         with open(path, 'ab') as f:
             f.write(b'67890\n')
         c.send(build('GET', '/static/grow.txt'))
         r = c.read_response()
-        assert r.body == b'12345\n67890\n', r
+        assert r.body == big + b'67890\n', r
         assert r.header('etag') != first.header('etag'), r
         with open(path, 'r+b') as f:
             f.truncate(3)
         c.send(build('GET', '/static/grow.txt'))
         r = c.read_response()
-        assert r.body == b'123' and r.header('content-length') == '3', r
+        assert r.body == b'xxx' and r.header('content-length') == '3', r
+
+
+def test_small_file_changed_in_place_is_whole_and_new_within_a_second(
+        static, tree):
+    """docs/static.md: a small file is sent from a snapshot kept with its
+    cache entry: whole, the old version or the new, and the new one within
+    a second of the change."""
+    path = tree.write('small.txt', b'12345\n', mtime=None)
+    s = static()
+    versions = {b'12345\n', b'12345\n67890\n'}
+    with Conn(s.address) as c:
+        c.send(build('GET', '/static/small.txt'))
+        assert c.read_response().body == b'12345\n'
+        with open(path, 'ab') as f:
+            f.write(b'67890\n')
+        deadline = time.monotonic() + 1.5
+        while True:
+            c.send(build('GET', '/static/small.txt'))
+            r = c.read_response()
+            assert r.body in versions, r
+            assert int(r.header('content-length')) == len(r.body), r
+            if r.body == b'12345\n67890\n':
+                break
+            assert time.monotonic() < deadline, 'not seen within a second'
+            time.sleep(0.05)
 
 
 # -- 11: a file that shrinks or grows while it is sent -----------------------
