@@ -47,10 +47,11 @@ deps:
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q $$missing; \
 	fi
 
-# Tools of the abuse and soak tests (slowhttptest, wrk) and of the browser
-# test (chromium and its driver; curl and strace for the static files'
-# tests), Debian
-# packages installed when missing; without them those tests are skipped.
+# Tools of the abuse and soak tests (slowhttptest, wrk), of the browser
+# test (chromium and its driver) and of the static files' tests (curl,
+# strace): Debian packages installed when missing (one by one if they
+# cannot all be: Ubuntu names its browser otherwise); without them those
+# tests are skipped.
 test-tools:
 	@missing=""; \
 	command -v slowhttptest >/dev/null 2>&1 || missing="$$missing slowhttptest"; \
@@ -63,8 +64,10 @@ test-tools:
 		if command -v apt-get >/dev/null 2>&1; then \
 			echo "== installing Debian packages:$$missing"; \
 			$(SUDO) apt-get update -q && \
-			DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q \
-				$$missing || echo "== could not install:$$missing"; \
+			{ DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q \
+				$$missing || for p in $$missing; do \
+				DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install \
+				-y -q $$p || echo "== could not install $$p"; done; }; \
 		else echo "== missing:$$missing (their tests will be skipped)"; fi; \
 	fi
 
