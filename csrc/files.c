@@ -323,10 +323,9 @@ static int body(lx_req_t *r, const lx_static_resp_t *a)
             return -1;
         return lx_out_end(r, 1);
     }
-    if (a->file->bytes != NULL) {
-        /* the small file's snapshot (static.c) */
-        if (lx_out_body(r, a->file->bytes + a->offset, (size_t)a->length, 1) <
-            0)
+    if (a->bytes != NULL) {
+        /* the small file's snapshot (static.c), whole, of this length */
+        if (lx_out_body(r, a->bytes + a->offset, (size_t)a->length, 1) < 0)
             return -1;
         return lx_out_end(r, 1);
     }

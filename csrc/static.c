@@ -518,22 +518,26 @@ static int describe(lx_static_t *s, lx_fentry_t *e, lx_fentry_t *f,
 }
 
 /* A small file's bytes kept with its entry, renewed when its metadata
- * changed; without them (a larger file, a read that came short: the file
- * changes meanwhile) the body is read from the descriptor. */
-static void snapshot(lx_fentry_t *f)
+ * changed: they, or NULL when the body is to be read from the descriptor
+ * (a larger file; a read that came short, the file changing meanwhile; or
+ * an old snapshot that another request may still be sending, which is
+ * not freed under it). */
+static const char *snapshot(lx_fentry_t *f)
 {
     uint64_t stamp[2] = {f->size, (uint64_t)f->mtime_s * 1000000000u +
                                       (uint64_t)f->mtime_ns};
     if (f->bytes != NULL && f->bytes_stamp[0] == stamp[0] &&
         f->bytes_stamp[1] == stamp[1])
-        return;
+        return f->bytes;
+    if (f->refs > 1)
+        return NULL;
     free(f->bytes);
     f->bytes = NULL;
     if (f->size > LX_STATIC_SNAPSHOT_MAX)
-        return;
+        return NULL;
     char *b = malloc(f->size ? f->size : 1);
     if (b == NULL)
-        return;
+        return NULL;
     size_t got = 0;
     while (got < f->size) {
         ssize_t n = pread(f->fd, b + got, f->size - got, (off_t)got);
@@ -545,11 +549,12 @@ static void snapshot(lx_fentry_t *f)
     }
     if (got != f->size) {
         free(b);
-        return;
+        return NULL;
     }
     f->bytes = b;
     f->bytes_stamp[0] = stamp[0];
     f->bytes_stamp[1] = stamp[1];
+    return b;
 }
 
 static int is_immutable(lx_static_t *s, lx_fentry_t *e, const char *rel)
@@ -568,6 +573,7 @@ void lx_static_answer(lx_static_t *s, int m, lx_str_t path, size_t rest,
 {
     a->status = 0;
     a->file = NULL;
+    a->bytes = NULL;
     a->offset = a->length = 0;
     a->body = NULL;
     a->body_len = 0;
@@ -689,7 +695,7 @@ void lx_static_answer(lx_static_t *s, int m, lx_str_t path, size_t rest,
         }
     }
     add(a, f->text, f->text_len);
-    snapshot(f);
+    a->bytes = snapshot(f);
     if (v != NULL) {
         put_back(s, &e);
         a->file = v;

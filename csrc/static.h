@@ -64,8 +64,9 @@ int lx_static_match(const lx_static_t *s, lx_str_t path, size_t *rest);
 
 typedef struct {
     int status;
-    lx_fentry_t *file; /* the body is file[offset, offset + length) (from
-                          file->bytes when it holds them) ... */
+    lx_fentry_t *file; /* the body is file[offset, offset + length),
+                          from bytes (its snapshot) unless NULL ... */
+    const char *bytes;
     uint64_t offset, length;
     const char *body; /* ... or this text (NULL: no body, as 304) */
     size_t body_len;

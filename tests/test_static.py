@@ -1717,3 +1717,34 @@ def test_curl(static, tree):
     assert b'\r\ncontent-encoding: gzip' in head.lower(), head
     assert body == real
     assert SECRET not in curl('--path-as-is', base + '../secret.txt')
+
+
+def test_snapshot_being_sent_survives_a_change_of_the_file(static, tree):
+    """A small file's snapshot still being sent to a client that does not
+    read (its socket full) is not freed when the file changes and another
+    client asks for it: both get whole responses, the stalled one the old
+    bytes, the other the new ones (under the sanitizer run, a use after
+    free would abort)."""
+    old = b'o' * 15000
+    new = b'n' * 9000
+    path = tree.write('snap.txt', old, mtime=None)
+    s = static()
+    req = build('GET', '/static/snap.txt')
+    n = 600  # 9 MB of responses: more than the socket buffers hold
+    with Conn(s.address, rcvbuf=4096) as stalled:
+        stalled.send(req * n)
+        time.sleep(0.3)  # the server is now waiting to write to it
+        with open(path, 'r+b') as f:  # in place: the same entry, new bytes
+            f.truncate(0)
+            f.write(new)
+        time.sleep(1.1)
+        with Conn(s.address) as other:
+            other.send(req)
+            r = other.read_response()
+            assert r.body == new, r
+        bodies = set()
+        for _ in range(n):
+            r = stalled.read_response()
+            assert int(r.header('content-length')) == len(r.body), r
+            bodies.add(r.body)
+        assert bodies <= {old, new}, [b[:20] for b in bodies]
