@@ -257,10 +257,8 @@ static char *decimal(char *end, unsigned v)
     return end;
 }
 
-static int set_remote_addr(lx_req_t *r, PyObject *env)
+size_t lx_environ_addr(const lx_conn_t *c, char text[INET6_ADDRSTRLEN])
 {
-    lx_conn_t *c = r->conn;
-    char text[INET6_ADDRSTRLEN];
     size_t n = 0;
     if (c->peer_family == AF_INET) {
         char *p = text;
@@ -272,9 +270,16 @@ static int set_remote_addr(lx_req_t *r, PyObject *env)
         }
         n = (size_t)(p - text) - 1;
     } else if (c->peer_family == AF_INET6 &&
-               inet_ntop(AF_INET6, c->peer_addr, text, sizeof(text))) {
+               inet_ntop(AF_INET6, c->peer_addr, text, INET6_ADDRSTRLEN)) {
         n = strlen(text);
     }
+    return n;
+}
+
+static int set_remote_addr(lx_req_t *r, PyObject *env)
+{
+    char text[INET6_ADDRSTRLEN];
+    size_t n = lx_environ_addr(r->conn, text);
     return set_repeating(r, env, SLOT_ADDR, text, n);
 }
 

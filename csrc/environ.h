@@ -5,6 +5,8 @@
 
 #include "engine.h"
 
+#include <arpa/inet.h>
+
 /* Prebuilt keys of common request headers, once per process. */
 int lx_environ_init(void);
 /* Set up a listener's base environ from the given dict (the server's
@@ -14,6 +16,9 @@ void lx_environ_base_clear(lx_listener_t *l);
 /* The environ of the request r->h: a new dict, or NULL with an
  * exception. */
 PyObject *lx_environ_build(lx_req_t *r);
+/* The client's address as REMOTE_ADDR has it, into text: its length,
+ * 0 for a unix socket's client. */
+size_t lx_environ_addr(const lx_conn_t *c, char text[INET6_ADDRSTRLEN]);
 /* Drop the strs kept for values that repeat. */
 void lx_environ_forget(lx_server_t *srv);
 

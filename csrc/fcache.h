@@ -45,13 +45,14 @@ typedef struct lx_fentry {
     unsigned mode;
     /* the user's, kept with the entry: its Content-Type, flags, and a
      * text of its own (malloc'ed; freed with the entry) with the stamp
-     * of the metadata it was made from */
+     * of the metadata it was made from, and an offset into it */
     const char *type;
     size_t type_len;
     uint8_t user;
+    uint8_t text_siblings;
     char *text;
-    size_t text_len;
-    uint64_t text_stamp[3];
+    size_t text_len, text_mark;
+    uint64_t text_stamp[2];
     /* a small file's bytes, read by the user (malloc'ed; freed with the
      * entry): while it holds them, a lookup within the second skips the
      * fstat, since what is sent is this snapshot, whole */

@@ -164,35 +164,22 @@ void lx_files_release(lx_req_t *r)
 /* ------------------------------------------------------------------ */
 /* the access log: the request's fields copied before its head goes */
 
-static lx_str_t header(const lx_http1_req_t *h, const char *lower, size_t n)
-{
-    for (size_t i = 0; i < h->num_headers; i++)
-        if (h->headers[i].name.len == n &&
-            lx_caseeq(h->headers[i].name.base, lower, n))
-            return h->headers[i].value;
-    lx_str_t none = {NULL, 0};
-    return none;
-}
-
 /* The fields of the line, into f; the bytes that point into the head
  * are copied into r->alog_copy. -1 when out of memory. */
-static int keep_log_fields(lx_req_t *r, lx_alog_fields_t *f, char *addr,
-                           size_t addr_cap)
+static int keep_log_fields(lx_req_t *r, lx_alog_fields_t *f,
+                           char addr[INET6_ADDRSTRLEN])
 {
     const lx_http1_req_t *h = &r->h;
     lx_conn_t *c = r->conn;
-    f->addr.base = NULL;
-    if ((c->peer_family == AF_INET || c->peer_family == AF_INET6) &&
-        inet_ntop(c->peer_family, c->peer_addr, addr, (socklen_t)addr_cap)) {
-        f->addr.base = addr;
-        f->addr.len = strlen(addr);
-    }
+    size_t an = lx_environ_addr(c, addr);
+    f->addr.base = an ? addr : NULL;
+    f->addr.len = an;
     f->proto.base = h->minor_version ? "HTTP/1.1" : "HTTP/1.0";
     f->proto.len = 8;
     f->method = h->method;
     f->target = h->target;
-    f->referer = header(h, "referer", 7);
-    f->agent = header(h, "user-agent", 10);
+    f->referer = lx_http1_field(h, "referer", 7);
+    f->agent = lx_http1_field(h, "user-agent", 10);
     lx_str_t *copy[4] = {&f->method, &f->target, &f->referer, &f->agent};
     size_t need = 0;
     for (int i = 0; i < 4; i++)
@@ -374,7 +361,7 @@ int lx_files_serve(lx_req_t *r, int m, size_t rest)
     lx_alog_fields_t lf;
     char addr[INET6_ADDRSTRLEN];
     int log_line = srv->alog_on && srv->alog_call == NULL &&
-                   keep_log_fields(r, &lf, addr, sizeof(addr)) == 0;
+                   keep_log_fields(r, &lf, addr) == 0;
     if (srv->alog_on && srv->alog_call != NULL &&
         (r->environ = log_environ(r)) == NULL)
         PyErr_Clear();

@@ -2,6 +2,7 @@
 #include "fpath.h"
 
 #include "lx.h"
+#include "utf8.h"
 
 #include <string.h>
 
@@ -65,46 +66,6 @@ int lx_fpath_match(const char *const *prefixes, const size_t *lens, int n,
     return -1;
 }
 
-int lx_utf8_valid(const unsigned char *s, size_t n)
-{
-    size_t i = 0;
-    while (i < n) {
-        unsigned c = s[i];
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        size_t k;
-        unsigned lo = 0x80, hi = 0xbf;
-        if (c >= 0xc2 && c <= 0xdf) {
-            k = 1;
-        } else if (c >= 0xe0 && c <= 0xef) {
-            k = 2;
-            if (c == 0xe0)
-                lo = 0xa0; /* overlong */
-            else if (c == 0xed)
-                hi = 0x9f; /* surrogates */
-        } else if (c >= 0xf0 && c <= 0xf4) {
-            k = 3;
-            if (c == 0xf0)
-                lo = 0x90; /* overlong */
-            else if (c == 0xf4)
-                hi = 0x8f; /* above U+10FFFF */
-        } else {
-            return 0; /* continuation, overlong lead (c0, c1), f5.. */
-        }
-        if (n - i <= k)
-            return 0;
-        if (s[i + 1] < lo || s[i + 1] > hi)
-            return 0;
-        for (size_t j = 2; j <= k; j++)
-            if ((s[i + j] & 0xc0) != 0x80)
-                return 0;
-        i += k + 1;
-    }
-    return 1;
-}
-
 /* A segment of out[start..end) just completed: its verdict. */
 static int check_segment(const char *seg, size_t len, int dotfiles)
 {
@@ -153,7 +114,7 @@ int lx_fpath_decode(const char *raw, size_t n, char *out, size_t cap,
         o--; /* the separator after the last segment */
     }
     out[o] = '\0';
-    if (!lx_utf8_valid((const unsigned char *)out, o))
+    if (!lx_utf8_valid((const uint8_t *)out, o))
         return -400;
     return (int)o;
 }

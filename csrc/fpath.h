@@ -30,8 +30,4 @@ int lx_fpath_match(const char *const *prefixes, const size_t *lens, int n,
 int lx_fpath_decode(const char *raw, size_t n, char *out, size_t cap,
                     int dotfiles, int *slash);
 
-/* Whether s[0..n) is valid UTF-8 (no overlong form, no surrogate,
- * nothing above U+10FFFF). */
-int lx_utf8_valid(const unsigned char *s, size_t n);
-
 #endif

@@ -800,3 +800,13 @@ lx_str_t lx_http1_origin_path(lx_str_t path)
     }
     return path;
 }
+
+lx_str_t lx_http1_field(const lx_http1_req_t *h, const char *lower, size_t n)
+{
+    for (size_t i = 0; i < h->num_headers; i++)
+        if (h->headers[i].name.len == n &&
+            lx_caseeq(h->headers[i].name.base, lower, n))
+            return h->headers[i].value;
+    lx_str_t none = {NULL, 0};
+    return none;
+}

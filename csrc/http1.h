@@ -62,6 +62,10 @@ int lx_http1_parse_request(const char *buf, size_t len, lx_http1_req_t *req,
  * authority ("/" when none); anything else as it is. */
 lx_str_t lx_http1_origin_path(lx_str_t path);
 
+/* The value of h's first header field named lower[0..n) (lower case,
+ * lx_caseeq's terms); base NULL when it has none. */
+lx_str_t lx_http1_field(const lx_http1_req_t *h, const char *lower, size_t n);
+
 /* Whether s[0..n) is a token (RFC 9110 5.6.2): what a field name is. */
 int lx_http1_is_token(const char *s, size_t n);
 

@@ -53,6 +53,22 @@ static inline int lx_caseeq(const char *s, const char *lower, size_t n)
     return (a | fold) == b;
 }
 
+/* s[0..n) equals the NUL-terminated lower-case literal lower, the case of
+ * ASCII letters aside: for literals lx_caseeq cannot take (an
+ * underscore, a '+'); a byte at a time. */
+static inline int lx_lowereq(const char *s, size_t n, const char *lower)
+{
+    size_t i;
+    for (i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch >= 'A' && ch <= 'Z')
+            ch |= 0x20;
+        if (lower[i] == '\0' || ch != (unsigned char)lower[i])
+            return 0;
+    }
+    return lower[i] == '\0';
+}
+
 /* s[0..n) equals the literal lit, case aside (lx_caseeq's terms). */
 #define LX_CASEEQ_LIT(s, n, lit) \
     ((n) == sizeof(lit) - 1 && lx_caseeq((const char *)(s), lit, (n)))

@@ -87,19 +87,6 @@ static const char *extension(const char *path, size_t len, size_t *n)
     return path + i;
 }
 
-static int ext_eq(const char *a, size_t n, const char *lower)
-{
-    size_t i;
-    for (i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)a[i];
-        if (ch >= 'A' && ch <= 'Z')
-            ch |= 0x20;
-        if (lower[i] == '\0' || ch != (unsigned char)lower[i])
-            return 0;
-    }
-    return lower[i] == '\0';
-}
-
 static const char *content_type(const lx_static_t *s, const char *path,
                                 size_t len)
 {
@@ -108,10 +95,10 @@ static const char *content_type(const lx_static_t *s, const char *path,
     if (n == 0)
         return DEFAULT_TYPE;
     for (int i = 0; i < s->ntypes; i++)
-        if (ext_eq(ext, n, s->types[i].ext))
+        if (lx_lowereq(ext, n, s->types[i].ext))
             return s->types[i].type;
     for (size_t i = 0; i < sizeof(builtin_types) / sizeof(*builtin_types); i++)
-        if (ext_eq(ext, n, builtin_types[i].ext))
+        if (lx_lowereq(ext, n, builtin_types[i].ext))
             return builtin_types[i].type;
     return DEFAULT_TYPE;
 }
@@ -255,34 +242,39 @@ int lx_static_match(const lx_static_t *s, lx_str_t path, size_t *rest)
 /* ------------------------------------------------------------------ */
 /* the answer */
 
+/* The statuses an answer has, their reasons, and the text of the ones
+ * that have no file to send. */
+static const struct {
+    int status;
+    const char *reason, *text;
+} statuses[] = {
+    {200, "OK", NULL},
+    {206, "Partial Content", NULL},
+    {301, "Moved Permanently", "Moved Permanently\n"},
+    {304, "Not Modified", NULL},
+    {400, "Bad Request", "Bad Request\n"},
+    {403, "Forbidden", "Forbidden\n"},
+    {404, "Not Found", "Not Found\n"},
+    {405, "Method Not Allowed", "Method Not Allowed\n"},
+    {412, "Precondition Failed", "Precondition Failed\n"},
+    {416, "Range Not Satisfiable", "Range Not Satisfiable\n"},
+    {503, "Service Unavailable", "Service Unavailable\n"},
+    {500, "Internal Server Error", "Internal Server Error\n"},
+};
+#define NSTATUSES (sizeof(statuses) / sizeof(*statuses))
+
+/* Its row; the last (500) for a status not in the table. */
+static size_t status_row(int status)
+{
+    size_t k = 0;
+    while (k < NSTATUSES - 1 && statuses[k].status != status)
+        k++;
+    return k;
+}
+
 const char *lx_static_reason(int status)
 {
-    switch (status) {
-    case 200:
-        return "OK";
-    case 206:
-        return "Partial Content";
-    case 301:
-        return "Moved Permanently";
-    case 304:
-        return "Not Modified";
-    case 400:
-        return "Bad Request";
-    case 403:
-        return "Forbidden";
-    case 404:
-        return "Not Found";
-    case 405:
-        return "Method Not Allowed";
-    case 412:
-        return "Precondition Failed";
-    case 416:
-        return "Range Not Satisfiable";
-    case 503:
-        return "Service Unavailable";
-    default:
-        return "Internal Server Error";
-    }
+    return statuses[status_row(status)].reason;
 }
 
 static void field(lx_static_resp_t *a, const char *fmt, ...)
@@ -301,29 +293,10 @@ static void field(lx_static_resp_t *a, const char *fmt, ...)
 
 static void fail(lx_static_resp_t *a, int status)
 {
-    static const char *const texts[] = {
-        "Bad Request\n",
-        "Forbidden\n",
-        "Not Found\n",
-        "Method Not Allowed\n",
-        "Precondition Failed\n",
-        "Range Not Satisfiable\n",
-        "Service Unavailable\n",
-        "Moved Permanently\n",
-        "Internal Server Error\n",
-    };
-    int k = status == 400   ? 0
-            : status == 403 ? 1
-            : status == 404 ? 2
-            : status == 405 ? 3
-            : status == 412 ? 4
-            : status == 416 ? 5
-            : status == 503 ? 6
-            : status == 301 ? 7
-                            : 8;
-    a->status = status;
-    a->body = texts[k];
-    a->body_len = strlen(texts[k]);
+    size_t k = status_row(status);
+    a->status = statuses[k].status;
+    a->body = statuses[k].text;
+    a->body_len = strlen(statuses[k].text);
     field(a, "Content-Type: text/plain; charset=utf-8\r\n");
 }
 
@@ -457,19 +430,25 @@ static void add(lx_static_resp_t *a, const char *p, size_t n)
 
 static int is_immutable(lx_static_t *s, lx_fentry_t *e, const char *rel);
 
+/* The modification time of f, in ns: with its size, what says the file
+ * changed. */
+static uint64_t version(const lx_fentry_t *f)
+{
+    return (uint64_t)f->mtime_s * 1000000000u + (uint64_t)f->mtime_ns;
+}
+
+#define ACCEPT_RANGES "Accept-Ranges: bytes\r\n"
+
 /* The fields every answer about the file f (e, or its sibling encoded
  * enc) has, made once for its size and time and kept in f->text:
- * Content-Type, Content-Encoding, Vary, then (at text_stamp[2]) ETag,
+ * Content-Type, Content-Encoding, Vary, then (at text_mark) ETag,
  * Last-Modified, Cache-Control and Accept-Ranges. 0, or -1 when out of
  * memory. */
 static int describe(lx_static_t *s, lx_fentry_t *e, lx_fentry_t *f,
                     const char *enc)
 {
-    uint64_t stamp0 = f->size ^ ((uint64_t)e->siblings << 62);
-    uint64_t stamp1 =
-        (uint64_t)f->mtime_s * 1000000000u + (uint64_t)f->mtime_ns;
-    if (f->text != NULL && f->text_stamp[0] == stamp0 &&
-        f->text_stamp[1] == stamp1)
+    if (f->text != NULL && f->text_stamp[0] == f->size &&
+        f->text_stamp[1] == version(f) && f->text_siblings == e->siblings)
         return 0;
     if (e->type == NULL) {
         e->type = content_type(s, e->key, e->keylen);
@@ -500,7 +479,7 @@ static int describe(lx_static_t *s, lx_fentry_t *e, lx_fentry_t *f,
     /* the entity tag: "<mtime>.<ns>-<size>[-<coding>]" */
     int n2 = snprintf(t + n1, cap - (size_t)n1,
                       "ETag: \"%llx.%lx-%llx%s%s\"\r\nLast-Modified: %s\r\n"
-                      "%sAccept-Ranges: bytes\r\n",
+                      "%s" ACCEPT_RANGES,
                       (unsigned long long)f->mtime_s, (long)f->mtime_ns,
                       (unsigned long long)f->size, enc ? "-" : "",
                       enc ? enc : "", lm, cc);
@@ -511,9 +490,10 @@ static int describe(lx_static_t *s, lx_fentry_t *e, lx_fentry_t *f,
     free(f->text);
     f->text = t;
     f->text_len = (size_t)(n1 + n2);
-    f->text_stamp[0] = stamp0;
-    f->text_stamp[1] = stamp1;
-    f->text_stamp[2] = (uint64_t)n1;
+    f->text_stamp[0] = f->size;
+    f->text_stamp[1] = version(f);
+    f->text_siblings = e->siblings;
+    f->text_mark = (size_t)n1;
     return 0;
 }
 
@@ -524,8 +504,7 @@ static int describe(lx_static_t *s, lx_fentry_t *e, lx_fentry_t *f,
  * not freed under it). */
 static const char *snapshot(lx_fentry_t *f)
 {
-    uint64_t stamp[2] = {f->size, (uint64_t)f->mtime_s * 1000000000u +
-                                      (uint64_t)f->mtime_ns};
+    uint64_t stamp[2] = {f->size, version(f)};
     if (f->bytes != NULL && f->bytes_stamp[0] == stamp[0] &&
         f->bytes_stamp[1] == stamp[1])
         return f->bytes;
@@ -648,8 +627,8 @@ void lx_static_answer(lx_static_t *s, int m, lx_str_t path, size_t rest,
         return;
     }
     /* f->text: Content-Type, Content-Encoding, Vary, then from
-     * text_stamp[2]: ETag, Last-Modified, Cache-Control, Accept-Ranges */
-    const char *etag = f->text + f->text_stamp[2] + 6;
+     * text_mark on: ETag, Last-Modified, Cache-Control, Accept-Ranges */
+    const char *etag = f->text + f->text_mark + 6; /* after "ETag: " */
     size_t elen = strcspn(etag, "\r");
     int pre = preconditions(&q, f, etag, elen);
     if (pre == 412) {
@@ -665,8 +644,9 @@ void lx_static_answer(lx_static_t *s, int m, lx_str_t path, size_t rest,
         /* what a 200 would say of the entity, but the body's own fields */
         a->status = 304;
         a->length = 0;
-        size_t from = (size_t)f->text_stamp[2];
-        add(a, f->text + from, f->text_len - from - 22); /* Accept-Ranges */
+        size_t from = f->text_mark;
+        add(a, f->text + from,
+            f->text_len - from - (sizeof(ACCEPT_RANGES) - 1));
         if (e->siblings)
             add(a, "Vary: Accept-Encoding\r\n", 23);
         put_back(s, &v);

@@ -6,61 +6,6 @@
 
 #include "lx.h"
 
-void lx_utf8_init(lx_utf8_t *u)
-{
-    u->need = 0;
-    u->lo = 0x80;
-    u->hi = 0xbf;
-}
-
-int lx_utf8_feed(lx_utf8_t *u, const uint8_t *s, size_t n)
-{
-    size_t i = 0;
-    while (i < n) {
-        if (u->need == 0) {
-            /* ASCII eight bytes at a time */
-            while (i + 8 <= n) {
-                uint64_t w;
-                memcpy(&w, s + i, 8);
-                if (w & LX_BYTES(0x80))
-                    break;
-                i += 8;
-            }
-            if (i >= n)
-                break;
-        }
-        uint8_t c = s[i++];
-        if (u->need > 0) {
-            if (c < u->lo || c > u->hi)
-                return -1;
-            u->lo = 0x80;
-            u->hi = 0xbf;
-            u->need--;
-            continue;
-        }
-        if (c < 0x80)
-            continue;
-        if (c >= 0xc2 && c <= 0xdf) {
-            u->need = 1;
-        } else if (c >= 0xe0 && c <= 0xef) {
-            u->need = 2;
-            if (c == 0xe0)
-                u->lo = 0xa0; /* no overlong form */
-            else if (c == 0xed)
-                u->hi = 0x9f; /* no surrogate */
-        } else if (c >= 0xf0 && c <= 0xf4) {
-            u->need = 3;
-            if (c == 0xf0)
-                u->lo = 0x90; /* no overlong form */
-            else if (c == 0xf4)
-                u->hi = 0x8f; /* nothing past U+10FFFF */
-        } else {
-            return -1;
-        }
-    }
-    return 0;
-}
-
 /* The current frame ended its data message: a text one (uncompressed)
  * must not end inside a character. 0, or -1007. */
 static int finish(lx_ws_parser_t *p)

@@ -13,6 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "utf8.h"
+
 enum {
     LX_WS_CONT = 0x0,
     LX_WS_TEXT = 0x1,
@@ -28,12 +30,6 @@ enum {
 #define LX_WS_NO_STATUS 1005
 #define LX_WS_INVALID_DATA 1007
 #define LX_WS_TOO_BIG 1009
-
-/* Incremental UTF-8 check: bytes still expected in the current
- * character, and the range the next one must be in. */
-typedef struct {
-    uint8_t need, lo, hi;
-} lx_utf8_t;
 
 typedef struct {
     /* configuration */
@@ -91,15 +87,6 @@ int lx_ws_close_code_ok(int code);
 /* A server frame's header (never masked) into out: its length, 2 to 10. */
 size_t lx_ws_head(uint8_t out[10], int opcode, int fin, int rsv1,
                   uint64_t len);
-
-/* UTF-8, incrementally: 0 while s could still be valid, -1 as soon as it
- * cannot; lx_utf8_complete tells no character is left unfinished. */
-void lx_utf8_init(lx_utf8_t *u);
-int lx_utf8_feed(lx_utf8_t *u, const uint8_t *s, size_t n);
-static inline int lx_utf8_complete(const lx_utf8_t *u)
-{
-    return u->need == 0;
-}
 
 /* Sec-WebSocket-Accept of a Sec-WebSocket-Key (RFC 6455 4.2.2): base64
  * of the SHA-1 of the key and the protocol's GUID; 28 characters and a

@@ -6,17 +6,7 @@
 
 #include "lx.h"
 
-static lx_str_t field(const lx_http1_req_t *h, const char *lower, size_t n)
-{
-    for (size_t i = 0; i < h->num_headers; i++)
-        if (h->headers[i].name.len == n &&
-            lx_caseeq(h->headers[i].name.base, lower, n))
-            return h->headers[i].value;
-    lx_str_t none = {NULL, 0};
-    return none;
-}
-
-#define FIELD(h, lit) field(h, lit, sizeof(lit) - 1)
+#define FIELD(h, lit) lx_http1_field(h, lit, sizeof(lit) - 1)
 
 int lx_wshake_wanted(const lx_http1_req_t *h)
 {
@@ -98,21 +88,6 @@ static int ows(char c)
     return c == ' ' || c == '\t';
 }
 
-/* A parameter name, letters' case aside (lx_caseeq's literals have no
- * underscore). */
-static int name_eq(const char *p, size_t n, const char *lit)
-{
-    size_t i;
-    for (i = 0; i < n && lit[i]; i++) {
-        char c = p[i];
-        if (c >= 'A' && c <= 'Z')
-            c = (char)(c | 0x20);
-        if (c != lit[i])
-            return 0;
-    }
-    return i == n && lit[i] == '\0';
-}
-
 /* One offer ext[s..e) ("permessage-deflate; p; p=v"): 1 with *d when
  * it is permessage-deflate and acceptable. */
 static int one_offer(const char *x, size_t n, int max_bits, lx_deflate_t *d)
@@ -154,20 +129,20 @@ static int one_offer(const char *x, size_t n, int max_bits, lx_deflate_t *d)
         }
         const char *p = x + ps;
         int k;
-        if (name_eq(p, pn, "server_no_context_takeover") && !val) {
+        if (lx_lowereq(p, pn, "server_no_context_takeover") && !val) {
             k = 0;
             d->server_no_takeover = 1;
-        } else if (name_eq(p, pn, "client_no_context_takeover") && !val) {
+        } else if (lx_lowereq(p, pn, "client_no_context_takeover") && !val) {
             k = 1;
             d->client_no_takeover = 1;
-        } else if (name_eq(p, pn, "server_max_window_bits")) {
+        } else if (lx_lowereq(p, pn, "server_max_window_bits")) {
             k = 2;
             int b = val ? bits_of(val, vn) : -1;
             if (b < 0)
                 return 0;
             if (b < d->server_bits)
                 d->server_bits = (uint8_t)b;
-        } else if (name_eq(p, pn, "client_max_window_bits")) {
+        } else if (lx_lowereq(p, pn, "client_max_window_bits")) {
             k = 3;
             int b = val ? bits_of(val, vn) : 15;
             if (b < 0)

@@ -12,6 +12,7 @@
 #define _GNU_SOURCE
 #include "../csrc/fcache.c"
 #include "../csrc/fpath.c"
+#include "../csrc/utf8.c"
 #include "../csrc/hvalue.c"
 #include "../csrc/http1.c"
 #include "../csrc/static.c"
@@ -25,7 +26,7 @@ static void check_path(const char *out, int n, int dotfiles)
         return;
     if (out[0] == '/' || out[n - 1] == '/' || (int)strlen(out) != n)
         abort();
-    if (!lx_utf8_valid((const unsigned char *)out, (size_t)n))
+    if (!lx_utf8_valid((const uint8_t *)out, (size_t)n))
         abort();
     const char *seg = out;
     for (int i = 0; i <= n; i++) {

@@ -9,6 +9,7 @@
  * framing gives, when a frame's payload is not all accounted for, or when
  * giving the payloads in pieces (of sizes the first byte picks) changes
  * the verdict or, for an input without one, the bytes unmasked. */
+#include "../csrc/utf8.c"
 #include "../csrc/ws.c"
 
 #include <stdlib.h>

@@ -3,6 +3,7 @@
 #define _GNU_SOURCE
 #include "../../csrc/fcache.c"
 #include "../../csrc/fpath.c"
+#include "../../csrc/utf8.c"
 #include "../../csrc/hvalue.c"
 #include "../../csrc/http1.c"
 #include "../../csrc/static.c"

@@ -1,4 +1,5 @@
 /* Unit tests of the WebSocket framing (ws.c). */
+#include "../../csrc/utf8.c"
 #include "../../csrc/ws.c"
 
 #include <stdio.h>
