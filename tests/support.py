@@ -310,16 +310,21 @@ def request(addr, method='GET', path='/', headers=(), body=b'', version='HTTP/1.
         return c.read_response(method)
 
 
-def get_until_close(sock, path='/'):
-    """GET with Connection: close on a connected socket; the bytes that
-    come back before the server closes."""
-    sock.sendall(build('GET', path, [('Connection', 'close')]))
+def recv_all(sock):
+    """Every byte the peer sends on sock until it closes its side."""
     data = b''
     while True:
         chunk = sock.recv(65536)
         if not chunk:
             return data
         data += chunk
+
+
+def get_until_close(sock, path='/'):
+    """GET with Connection: close on a connected socket; the bytes that
+    come back before the server closes."""
+    sock.sendall(build('GET', path, [('Connection', 'close')]))
+    return recv_all(sock)
 
 
 def wait_for(pred, timeout=5.0, interval=0.01):

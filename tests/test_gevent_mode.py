@@ -23,7 +23,7 @@ gevent = pytest.importorskip("gevent")
 
 import lichen  # noqa: E402
 from helpers_cli import APPS, LichenProcess, child_env, request  # noqa: E402
-from support import Conn, wait_for  # noqa: E402
+from support import Conn, recv_all, wait_for  # noqa: E402
 
 
 @pytest.fixture
@@ -266,12 +266,7 @@ def _fetch(port):
     from gevent import socket as gsocket
     s = gsocket.create_connection(("127.0.0.1", port))
     s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-    data = b""
-    while True:
-        chunk = s.recv(4096)
-        if not chunk:
-            break
-        data += chunk
+    data = recv_all(s)
     s.close()
     return data
 

@@ -14,6 +14,7 @@ import pytest
 
 from helpers_cli import (APPS, PYTHON, LichenProcess, child_env, connection,
                          request, run_lichen)
+from support import recv_all
 
 WORKERS = [
     pytest.param("lichen.gunicorn.Worker", id="native"),
@@ -171,28 +172,30 @@ def test_sigterm_lets_the_request_in_flight_finish(gunicorn, worker_class,
     assert elapsed < 10.0, elapsed
 
 
+def _body_half_sent_then_term(proc, tmp_path):
+    """A connection whose POST sent half its body, the application
+    reading it, when the master got SIGTERM (and said so)."""
+    port = int(proc.urls[0].rsplit(":", 1)[1])
+    s = socket.create_connection(("127.0.0.1", port), timeout=20)
+    s.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\n"
+              b"Content-Length: 10\r\n\r\n12345")
+    wait_for_file(tmp_path, "reading-")
+    proc.signal(signal.SIGTERM)
+    assert proc.wait_stderr("Handling signal: term", timeout=10)
+    return s
+
+
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("worker_class", WORKERS)
 def test_sigterm_waits_for_a_request_reading_its_body(gunicorn, worker_class,
                                                       tmp_path):
     proc = gunicorn(worker_class)
-    port = int(proc.urls[0].rsplit(":", 1)[1])
-    with socket.create_connection(("127.0.0.1", port), timeout=20) as s:
-        s.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\n"
-                  b"Content-Length: 10\r\n\r\n12345")
-        wait_for_file(tmp_path, "reading-")
-        proc.signal(signal.SIGTERM)
+    with _body_half_sent_then_term(proc, tmp_path) as s:
         # The worker stops meanwhile; the request goes on.
-        assert proc.wait_stderr("Handling signal: term", timeout=10)
         time.sleep(1.0)
         assert proc.proc.poll() is None
         s.sendall(b"67890")
-        data = b""
-        while True:
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            data += chunk
+        data = recv_all(s)
     assert data.startswith(b"HTTP/1.1 200 "), data
     assert data.endswith(b"\r\n\r\n10"), data
     assert proc.wait(30) == 0
@@ -204,13 +207,7 @@ def test_sigquit_during_a_graceful_stop_ends_it(gunicorn, worker_class,
                                                 tmp_path):
     proc = gunicorn(worker_class)
     pid = worker_pid(proc)
-    port = int(proc.urls[0].rsplit(":", 1)[1])
-    with socket.create_connection(("127.0.0.1", port), timeout=20) as s:
-        s.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\n"
-                  b"Content-Length: 10\r\n\r\n12345")
-        wait_for_file(tmp_path, "reading-")
-        proc.signal(signal.SIGTERM)
-        assert proc.wait_stderr("Handling signal: term", timeout=10)
+    with _body_half_sent_then_term(proc, tmp_path) as s:
         time.sleep(0.5)
         t0 = time.monotonic()
         proc.signal(signal.SIGQUIT)  # the master's quick shutdown
