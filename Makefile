@@ -38,6 +38,7 @@ deps:
 		|| missing="$$missing python3-dev"; \
 	$(PYTHON) -c 'import ensurepip, venv' >/dev/null 2>&1 \
 		|| missing="$$missing python3-venv"; \
+	[ -e /usr/include/zlib.h ] || missing="$$missing zlib1g-dev"; \
 	if [ -n "$$missing" ]; then \
 		echo "== installing Debian packages:$$missing"; \
 		command -v apt-get >/dev/null 2>&1 || { \

@@ -72,6 +72,8 @@ static const char *status_text(int status)
         return "414 URI Too Long";
     case 417:
         return "417 Expectation Failed";
+    case 426:
+        return "426 Upgrade Required";
     case 431:
         return "431 Request Header Fields Too Large";
     case 500:
@@ -92,11 +94,14 @@ size_t lx_error_response(int status, char *buf, size_t cap, size_t *body_len)
     const char *text = status_text(status);
     size_t dlen;
     const char *date = lx_date_line(&dlen);
-    int n = snprintf(buf, cap,
-                     "HTTP/1.1 %s\r\nContent-Type: text/plain\r\n"
-                     "Content-Length: %zu\r\nConnection: close\r\n%.*s\r\n"
-                     "%s\n",
-                     text, strlen(text) + 1, (int)dlen, date, text);
+    /* 426 answers a websocket request of another version than ours */
+    int n =
+        snprintf(buf, cap,
+                 "HTTP/1.1 %s\r\n%sContent-Type: text/plain\r\n"
+                 "Content-Length: %zu\r\nConnection: close\r\n%.*s\r\n"
+                 "%s\n",
+                 text, status == 426 ? "Sec-WebSocket-Version: 13\r\n" : "",
+                 strlen(text) + 1, (int)dlen, date, text);
     *body_len = strlen(text) + 1;
     return n < 0 ? 0 : (size_t)n < cap ? (size_t)n : cap - 1;
 }
@@ -105,6 +110,7 @@ size_t lx_error_response(int status, char *buf, size_t cap, size_t *body_len)
 /* life and death */
 
 static void on_timer(lx_timer_t *t);
+static void on_wtimer(lx_timer_t *t);
 
 lx_conn_t *lx_conn_open(lx_server_t *srv, int fd, int listener,
                         const struct sockaddr_storage *peer)
@@ -117,6 +123,7 @@ lx_conn_t *lx_conn_open(lx_server_t *srv, int fd, int listener,
     c->srv = srv;
     c->listener = (uint16_t)listener;
     lx_timer_init(&c->timer, on_timer);
+    lx_timer_init(&c->wtimer, on_wtimer);
     c->next = &srv->conns;
     c->prev = srv->conns.prev;
     srv->conns.prev->next = c;
@@ -158,6 +165,11 @@ void lx_conn_close(lx_conn_t *c)
         return;
     lx_server_t *srv = c->srv;
     lx_timer_cancel(&c->timer);
+    lx_timer_cancel(&c->wtimer);
+    if (c->wq != NULL) {
+        lx_buf_put(&srv->bufs, c->wq);
+        c->wq = NULL;
+    }
     if (c->held != NULL)
         (void)lx_flush_release(c->held); /* before the fd goes */
     c->held = NULL;
@@ -174,6 +186,8 @@ void lx_conn_close(lx_conn_t *c)
         c->wait_result = LX_WAIT_CLOSED;
         lx_conn_queue_resume(c);
     }
+    if (c->wwait_head != NULL)
+        lx_conn_queue_resume(c);
     /* Events of this turn may still name it: freed at the end of it. */
     c->next = srv->dead;
     srv->dead = c;
@@ -195,7 +209,7 @@ void lx_conns_free_dead(lx_server_t *srv)
     lx_conn_t *keep = NULL, *c = srv->dead;
     while (c != NULL) {
         lx_conn_t *next = c->next;
-        if (c->waiter != NULL ||
+        if (c->waiter != NULL || c->wwait_head != NULL ||
             (c->flags & (LX_CONN_F_RESUME | LX_CONN_F_OWNED))) {
             c->next = keep;
             keep = c;
@@ -474,6 +488,17 @@ int lx_conn_event(lx_conn_t *c, unsigned ev)
             return lx_conn_read_head(c);
         break;
     case LX_CS_ACTIVE:
+        if ((ev & LX_EV_WRITE) && (c->flags & LX_CONN_F_WS)) {
+            if (lx_conn_drain(c) < 0) {
+                lx_conn_close(c);
+                return 0;
+            }
+            if (c->wwait_head != NULL &&
+                lx_conn_queued(c) <= c->srv->ws_max_queue)
+                lx_conn_wake_writers(c);
+            if (c->flags & LX_CONN_F_CLOSED)
+                return 0;
+        }
         if ((c->flags & LX_CONN_F_WAITING) && (ev & c->wait_for))
             lx_conn_wake(c, LX_WAIT_READY);
         break;
@@ -483,6 +508,14 @@ int lx_conn_event(lx_conn_t *c, unsigned ev)
         break;
     }
     return 0;
+}
+
+/* A websocket's queue has not moved for the write timeout: the client
+ * is lost. */
+static void on_wtimer(lx_timer_t *t)
+{
+    lx_conn_t *c = LX_STRUCT_FROM_MEMBER(lx_conn_t, wtimer, t);
+    lx_conn_close(c);
 }
 
 /* ------------------------------------------------------------------ */
@@ -523,6 +556,14 @@ void lx_conns_close_idle(lx_server_t *srv, int fresh_too)
             (c->rbuf == NULL || lx_buf_avail(c->rbuf) == 0) &&
             (fresh_too || !(c->flags & LX_CONN_F_HEADTIMER)))
             lx_conn_close(c);
+        else if ((c->flags & LX_CONN_F_WS) && (c->flags & LX_CONN_F_WAITING) &&
+                 c->wait_for == LX_EV_READ) {
+            /* A websocket waiting for its client: its reader hears of the
+             * stop (and closes with 1001, "going away"). */
+            c->wait_for = 0;
+            c->wait_result = LX_WAIT_STOP;
+            lx_conn_queue_resume(c);
+        }
         c = next;
     }
 }

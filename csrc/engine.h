@@ -61,6 +61,7 @@ typedef struct {
     PyTypeObject *start_response_type;
     PyTypeObject *writer_type;
     PyTypeObject *file_wrapper_type;
+    PyTypeObject *websocket_type;
     PyObject *ClientDisconnected;
     PyObject *BodyError;
     PyObject *empty_str;
@@ -93,9 +94,19 @@ enum {
 #define LX_CONN_F_BROKEN 0x20    /* nothing more can be sent: close it */
 #define LX_CONN_F_RESUME 0x40    /* on the server's resume list */
 #define LX_CONN_F_OWNED 0x80     /* a worker serves it: the struct stays */
+#define LX_CONN_F_WS                                 \
+    0x100 /* a websocket: the hub sends its queue, a \
+             stop wakes its reader */
 
 /* Outcome of a wait, set by the hub before it switches back. */
-enum { LX_WAIT_READY = 0, LX_WAIT_TIMEOUT, LX_WAIT_CLOSED };
+enum { LX_WAIT_READY = 0, LX_WAIT_TIMEOUT, LX_WAIT_CLOSED, LX_WAIT_STOP };
+
+/* A greenlet waiting for a connection's send queue to shrink (wait.c). */
+typedef struct lx_wwait {
+    struct lx_wwait *next;
+    PyObject *greenlet; /* borrowed: the waiter holds it */
+    uint8_t linked;
+} lx_wwait_t;
 
 /* Kinds of lx_io_t. */
 enum { LX_IO_CONN = 1, LX_IO_LISTENER, LX_IO_WAKE };
@@ -103,7 +114,7 @@ enum { LX_IO_CONN = 1, LX_IO_LISTENER, LX_IO_WAKE };
 struct lx_conn {
     lx_io_t io; /* first: the loop hands back &io */
     uint8_t state;
-    uint8_t flags;
+    uint16_t flags;
     uint8_t wait_for; /* LX_EV_* the waiter needs; 0: resumed next turn */
     uint8_t wait_result;
     uint16_t listener;
@@ -117,6 +128,12 @@ struct lx_conn {
     PyObject *waiter;       /* the greenlet waiting on it (owned) */
     lx_conn_t *resume_next; /* on the server's resume list */
     lx_flush_entry_t *held; /* its output's entry while ACTIVE */
+    /* a websocket's frames not yet written, which the hub sends as the
+     * socket drains (NULL when none), their write timeout, and the
+     * greenlets waiting for the queue to shrink */
+    lx_buf_t *wq;
+    lx_timer_t wtimer;
+    lx_wwait_t *wwait_head, *wwait_tail;
     uint8_t peer_family;
     uint8_t peer_addr[16];
 };
@@ -173,6 +190,8 @@ struct lx_req {
     lx_static_resp_t *sresp;
     char *alog_copy;
     size_t alog_copy_cap;
+    /* a websocket request's object (wsock.c), NULL for any other */
+    PyObject *ws;
 };
 
 /* ------------------------------------------------------------------ */
@@ -272,6 +291,13 @@ struct lx_server {
     size_t alog_len, alog_cap;
     uint64_t served;      /* requests answered */
     lx_static_t *statics; /* static files (files.c), NULL: none */
+    /* websockets (wsock.c) */
+    uint64_t ws_max_message; /* bytes of one message, 0: any */
+    size_t ws_max_queue;     /* bytes queued for a client before send()
+                                waits */
+    int ws_deflate;          /* permessage-deflate accepted */
+    PyObject *ws_error;      /* the WebSocketError class */
+    PyObject *ws_socket;     /* ws_socket(ws): environ's gunicorn.socket */
 };
 
 #endif

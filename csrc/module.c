@@ -10,6 +10,7 @@
 #include "pool.h"
 #include "response.h"
 #include "result.h"
+#include "wsock.h"
 
 extern PyType_Spec lx_server_spec;
 
@@ -23,11 +24,11 @@ static PyObject *live_counts(PyObject *m, PyObject *unused)
     (void)m;
     (void)unused;
     long pooled = lx_buf_pooled();
-    return Py_BuildValue("{s:l,s:l,s:l,s:l,s:l,s:l}", "connections",
+    return Py_BuildValue("{s:l,s:l,s:l,s:l,s:l,s:l,s:l}", "connections",
                          lx_conn_live(), "buffers", lx_buf_live() - pooled,
                          "pooled_buffers", pooled, "greenlets", lx_pool_live(),
                          "held_outputs", lx_flush_held(), "static_files",
-                         lx_files_live());
+                         lx_files_live(), "websockets", lx_wsock_live());
 }
 
 PyObject *lx_probe_parse_request(PyObject *m, PyObject *args, PyObject *kw);
@@ -79,7 +80,8 @@ static int module_exec(PyObject *m)
              add_type(m, &lx_start_response_spec, NULL)) == NULL ||
         (st->writer_type = add_type(m, &lx_writer_spec, NULL)) == NULL ||
         (st->file_wrapper_type = add_type(m, &lx_file_wrapper_spec, NULL)) ==
-            NULL)
+            NULL ||
+        (st->websocket_type = add_type(m, &lx_websocket_spec, NULL)) == NULL)
         return -1;
     st->ClientDisconnected = PyErr_NewExceptionWithDoc(
         "lichen._lichen.ClientDisconnected",
@@ -133,6 +135,7 @@ static int module_traverse(PyObject *m, visitproc visit, void *arg)
     Py_VISIT(st->start_response_type);
     Py_VISIT(st->writer_type);
     Py_VISIT(st->file_wrapper_type);
+    Py_VISIT(st->websocket_type);
     Py_VISIT(st->ClientDisconnected);
     Py_VISIT(st->BodyError);
     return 0;

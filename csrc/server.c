@@ -610,6 +610,30 @@ static int server_init(PyObject *self, PyObject *args, PyObject *kwds)
         return -1;
     if (lx_files_configure(srv, PyDict_GetItemString(opts, "static")) < 0)
         return -1;
+    long long ws_message = 16 << 20, ws_queue = 1 << 20;
+    if ((PyDict_GetItemString(opts, "ws_max_message") != NULL &&
+         opt_size(opts, "ws_max_message", 0, &ws_message) < 0) ||
+        (PyDict_GetItemString(opts, "ws_max_queue") != NULL &&
+         opt_size(opts, "ws_max_queue", 0, &ws_queue) < 0))
+        return -1;
+    srv->ws_max_message = (uint64_t)ws_message;
+    srv->ws_max_queue = (size_t)ws_queue;
+    PyObject *deflate = PyDict_GetItemString(opts, "ws_compression");
+    srv->ws_deflate = deflate == NULL ? 1 : PyObject_IsTrue(deflate);
+    if (srv->ws_deflate < 0 ||
+        opt_callable(opts, "ws_socket", &srv->ws_socket) < 0)
+        return -1;
+    PyObject *ws_error = PyDict_GetItemString(opts, "ws_error");
+    if (ws_error != NULL && ws_error != Py_None) {
+        if (!PyType_Check(ws_error) ||
+            !PyType_IsSubtype((PyTypeObject *)ws_error,
+                              (PyTypeObject *)PyExc_Exception)) {
+            PyErr_SetString(PyExc_TypeError,
+                            "lichen: ws_error must be an exception class");
+            return -1;
+        }
+        srv->ws_error = Py_NewRef(ws_error);
+    }
     srv->keepalive_ms =
         keepalive > 0 ? (uint64_t)(keepalive * 1000.0 + 0.5) : 0;
     if (keepalive > 0 && srv->keepalive_ms == 0)
@@ -719,6 +743,8 @@ static int server_traverse(PyObject *self, visitproc visit, void *arg)
     Py_VISIT(srv->alog_write);
     Py_VISIT(srv->alog_call);
     Py_VISIT(srv->app_error);
+    Py_VISIT(srv->ws_error);
+    Py_VISIT(srv->ws_socket);
     Py_VISIT(srv->hub);
     Py_VISIT(srv->pending_exc);
     for (i = 0; i < srv->nlisteners; i++)
@@ -742,6 +768,8 @@ static int server_clear(PyObject *self)
     Py_CLEAR(srv->alog_write);
     Py_CLEAR(srv->alog_call);
     Py_CLEAR(srv->app_error);
+    Py_CLEAR(srv->ws_error);
+    Py_CLEAR(srv->ws_socket);
     Py_CLEAR(srv->hub);
     Py_CLEAR(srv->pending_exc);
     for (i = 0; i < srv->nlisteners; i++)

@@ -133,14 +133,11 @@ static int park(lx_conn_t *c, unsigned what, lx_timer_list_t *timeout)
     return 0;
 }
 
-int lx_conn_wait(lx_conn_t *c, unsigned what)
+/* Ask the loop for what on c, besides what it already watches: 0, or -1
+ * with an exception (c is then broken). */
+static int interest(lx_conn_t *c, unsigned what)
 {
     lx_server_t *srv = c->srv;
-    if (c->flags & LX_CONN_F_CLOSED) {
-        PyErr_SetString(srv->st->ClientDisconnected,
-                        "the connection is closed");
-        return -1;
-    }
     if ((what & ~c->io.events) &&
         (c->io.events == 0
              ? lx_loop_add(srv->loop, &c->io, LX_EV_READ | what)
@@ -149,6 +146,23 @@ int lx_conn_wait(lx_conn_t *c, unsigned what)
         PyErr_SetFromErrno(PyExc_OSError);
         return -1;
     }
+    return 0;
+}
+
+static int closed_error(lx_conn_t *c)
+{
+    PyErr_SetString(c->srv->st->ClientDisconnected,
+                    "the connection is closed");
+    return -1;
+}
+
+int lx_conn_wait(lx_conn_t *c, unsigned what)
+{
+    lx_server_t *srv = c->srv;
+    if (c->flags & LX_CONN_F_CLOSED)
+        return closed_error(c);
+    if (interest(c, what) < 0)
+        return -1;
     if (park(c, what, what & LX_EV_WRITE ? &srv->t_write : &srv->t_body) < 0)
         return -1;
     if (c->wait_result == LX_WAIT_TIMEOUT) {
@@ -186,6 +200,8 @@ void lx_conns_resume(lx_server_t *srv)
         if ((c->flags & LX_CONN_F_WAITING) && c->waiter != NULL &&
             (c->wait_for == 0 || (c->flags & LX_CONN_F_CLOSED)))
             lx_conn_wake(c, c->wait_result);
+        if ((c->flags & LX_CONN_F_CLOSED) && c->wwait_head != NULL)
+            lx_conn_wake_writers(c);
         c = next;
     }
 }
@@ -302,4 +318,179 @@ int64_t lx_conn_sendfile(lx_conn_t *c, int fd, off_t *pos, uint64_t len)
             return -1;
     }
     return (int64_t)(len - left);
+}
+
+/* ------------------------------------------------------------------ */
+/* a websocket's waits and its send queue */
+
+int lx_conn_wait_input(lx_conn_t *c)
+{
+    if (c->flags & LX_CONN_F_CLOSED)
+        return closed_error(c);
+    if (interest(c, LX_EV_READ) < 0)
+        return -1;
+    return park(c, LX_EV_READ, NULL);
+}
+
+/* Send what the queue holds while the socket takes it. LX_OK (all of it,
+ * or the socket is full), or LX_ERR (errno). */
+static int send_queue(lx_conn_t *c)
+{
+    lx_buf_t *b = c->wq;
+    int moved = 0;
+    while (b != NULL && lx_buf_avail(b) > 0) {
+        ssize_t n = lx_sock_send(c->io.fd, lx_buf_head(b), lx_buf_avail(b));
+        if (n == LX_AGAIN)
+            break;
+        if (n < 0)
+            return LX_ERR;
+        lx_buf_consume(b, (size_t)n);
+        moved = 1;
+    }
+    if (b != NULL && lx_buf_avail(b) == 0) {
+        lx_buf_put(&c->srv->bufs, b);
+        c->wq = NULL;
+        lx_timer_cancel(&c->wtimer);
+    } else if (moved) {
+        lx_conn_arm_write(c); /* the client reads: its time starts again */
+    }
+    return LX_OK;
+}
+
+void lx_conn_arm_write(lx_conn_t *c)
+{
+    lx_timer_arm(&c->srv->t_write, &c->wtimer, lx_conn_now(c->srv));
+}
+
+size_t lx_conn_queued(const lx_conn_t *c)
+{
+    return c->wq != NULL ? lx_buf_avail(c->wq) : 0;
+}
+
+int lx_conn_send_queued(lx_conn_t *c, struct iovec *iov, int n)
+{
+    lx_server_t *srv = c->srv;
+    if (c->flags & LX_CONN_F_BROKEN)
+        return closed_error(c);
+    int first = 0;
+    if (c->wq == NULL) {
+        /* Nothing ahead of these bytes: as much as the socket takes now. */
+        while (first < n) {
+            if (iov[first].iov_len == 0) {
+                first++;
+                continue;
+            }
+            ssize_t w = lx_sock_writev(c->io.fd, iov + first, n - first);
+            if (w == LX_AGAIN)
+                break;
+            if (w < 0) {
+                c->flags |= LX_CONN_F_BROKEN;
+                PyErr_Format(srv->st->ClientDisconnected,
+                             "client went away (%s)", strerror(errno));
+                return -1;
+            }
+            first += lx_iov_advance(iov + first, n - first, (size_t)w);
+        }
+        if (first == n)
+            return 0;
+    }
+    size_t rest = 0;
+    int i;
+    for (i = first; i < n; i++)
+        rest += iov[i].iov_len;
+    int fresh = c->wq == NULL;
+    if (fresh && (c->wq = lx_buf_get(&srv->bufs)) == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    if (lx_buf_reserve(&srv->bufs, &c->wq, rest, SIZE_MAX / 2) < 0) {
+        if (fresh && lx_buf_avail(c->wq) == 0) {
+            lx_buf_put(&srv->bufs, c->wq);
+            c->wq = NULL;
+        }
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (i = first; i < n; i++) {
+        memcpy(c->wq->data + c->wq->len, iov[i].iov_base, iov[i].iov_len);
+        c->wq->len += iov[i].iov_len;
+    }
+    if (fresh) {
+        if (interest(c, LX_EV_WRITE) < 0)
+            return -1;
+        lx_conn_arm_write(c);
+    }
+    return 0;
+}
+
+static void unlink_writer(lx_conn_t *c, lx_wwait_t *w)
+{
+    lx_wwait_t **pp = &c->wwait_head, *prev = NULL;
+    while (*pp != NULL && *pp != w) {
+        prev = *pp;
+        pp = &(*pp)->next;
+    }
+    if (*pp == NULL)
+        return;
+    *pp = w->next;
+    if (c->wwait_tail == w)
+        c->wwait_tail = prev;
+    w->next = NULL;
+    w->linked = 0;
+}
+
+void lx_conn_wake_writers(lx_conn_t *c)
+{
+    /* Those waiting now, once each: one that waits again goes behind. */
+    size_t n = 0;
+    lx_wwait_t *w;
+    for (w = c->wwait_head; w != NULL; w = w->next)
+        n++;
+    while (n-- > 0 && (w = c->wwait_head) != NULL) {
+        unlink_writer(c, w);
+        lx_hub_resume(c->srv, w->greenlet);
+    }
+}
+
+int lx_conn_drain(lx_conn_t *c)
+{
+    return c->wq != NULL ? send_queue(c) : LX_OK;
+}
+
+int lx_conn_wait_room(lx_conn_t *c, size_t bound)
+{
+    lx_server_t *srv = c->srv;
+    while (lx_conn_queued(c) > bound) {
+        if (c->flags & (LX_CONN_F_CLOSED | LX_CONN_F_BROKEN))
+            return closed_error(c);
+        PyObject *me = lx_green_current();
+        if (me == NULL)
+            return -1;
+        if (srv->hub == NULL || me == srv->hub) {
+            /* The loop's own greenlet never waits: the queue grows. */
+            Py_DECREF(me);
+            return 0;
+        }
+        lx_wwait_t *w = PyMem_RawCalloc(1, sizeof(*w));
+        if (w == NULL) {
+            Py_DECREF(me);
+            PyErr_NoMemory();
+            return -1;
+        }
+        w->greenlet = me;
+        w->linked = 1;
+        if (c->wwait_tail != NULL)
+            c->wwait_tail->next = w;
+        else
+            c->wwait_head = w;
+        c->wwait_tail = w;
+        int rc = lx_hub_wait_quiet(srv);
+        if (w->linked)
+            unlink_writer(c, w); /* resumed by something else */
+        PyMem_RawFree(w);
+        Py_DECREF(me);
+        if (rc < 0)
+            return -1;
+    }
+    return 0;
 }

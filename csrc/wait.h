@@ -53,4 +53,29 @@ int lx_conn_writev(lx_conn_t *c, struct iovec *iov, int iovcnt,
  * the bytes sent (fewer if the file ended), or -1 with an exception. */
 int64_t lx_conn_sendfile(lx_conn_t *c, int fd, off_t *pos, uint64_t len);
 
+/* ---- websockets ---- */
+
+/* Wait in the current greenlet until c is readable, with no timeout (a
+ * websocket may be idle for hours): 0, or -1 with an exception. A
+ * graceful stop ends the wait with c->wait_result LX_WAIT_STOP. */
+int lx_conn_wait_input(lx_conn_t *c);
+/* Send the bytes of iov behind those queued: what the socket takes now
+ * goes at once, the rest waits in c->wq, which the hub sends as the
+ * socket drains (lx_conn_drain), within the write timeout. Never waits:
+ * 0, or -1 with an exception. */
+int lx_conn_send_queued(lx_conn_t *c, struct iovec *iov, int n);
+/* Bytes queued in c->wq. */
+size_t lx_conn_queued(const lx_conn_t *c);
+/* Wait in the current greenlet until at most bound bytes are queued (any
+ * number of greenlets may wait; the hub itself never does): 0, or -1 with
+ * an exception (ClientDisconnected when the connection closed). */
+int lx_conn_wait_room(lx_conn_t *c, size_t bound);
+/* From the hub: c is writable: send what its queue holds while the
+ * socket takes it. LX_OK, or LX_ERR (errno: the client is gone). */
+int lx_conn_drain(lx_conn_t *c);
+/* Resume every greenlet waiting for room on c. */
+void lx_conn_wake_writers(lx_conn_t *c);
+/* (Re)arm c's write timeout for its queue. */
+void lx_conn_arm_write(lx_conn_t *c);
+
 #endif

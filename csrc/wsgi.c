@@ -10,6 +10,7 @@
 #include "output.h"
 #include "response.h"
 #include "result.h"
+#include "wsock.h"
 
 /* A small response of our own (500, 400, 408, 413) after an error; it
  * follows whatever earlier pipelined responses wait in r->out. */
@@ -134,6 +135,7 @@ static void release_fields(lx_req_t *r)
 
 void lx_wsgi_release(lx_req_t *r)
 {
+    Py_CLEAR(r->ws);
     unbind_objects(r);
     Py_CLEAR(r->input);
     Py_CLEAR(r->sr);
@@ -146,10 +148,62 @@ void lx_wsgi_release(lx_req_t *r)
 int lx_wsgi_traverse(lx_req_t *r, visitproc visit, void *arg)
 {
     Py_VISIT(r->environ);
+    Py_VISIT(r->ws);
     Py_VISIT(r->input);
     Py_VISIT(r->sr);
     Py_VISIT(r->writer);
     return 0;
+}
+
+/* The application on a websocket request: earlier responses of a batch
+ * go first; then the websocket's end, or a plain HTTP answer if the
+ * application declined the upgrade. */
+static void websocket_call(lx_req_t *r)
+{
+    lx_server_t *srv = r->srv;
+    if (lx_out_flush(r) < 0) {
+        request_error(r);
+        return;
+    }
+    PyObject *args[2] = {r->environ, (PyObject *)r->sr};
+    PyObject *result = PyObject_Vectorcall(srv->app, args, 2, NULL);
+    if (lx_wsock_declined(r)) {
+        r->resp_close = 1;
+        if (result == NULL) {
+            request_error(r);
+            return;
+        }
+        if (lx_result_send(r, result) < 0)
+            request_error(r);
+        if (lx_result_close(r, result) < 0)
+            request_error(r);
+        Py_DECREF(result);
+        return;
+    }
+    PyObject *exc = result == NULL ? lx_err_get() : NULL;
+    lx_wsock_end(r, result);
+    if (exc != NULL) {
+        if (!r->head_sent) {
+            lx_err_set(exc); /* nothing went: a 500 */
+            request_error(r);
+            return;
+        }
+        /* After the 101 there is no response to fail; a socket taken
+         * over ends as its library says (StopIteration, in gunicorn's
+         * convention). */
+        if (!PyErr_GivenExceptionMatches(exc, PyExc_StopIteration) &&
+            !PyErr_GivenExceptionMatches(exc, PyExc_ConnectionError)) {
+            lx_err_set(exc);
+            request_error(r);
+        } else {
+            Py_DECREF(exc);
+        }
+        return;
+    }
+    /* The body of a websocket's response has no place on the wire. */
+    if (lx_result_close(r, result) < 0)
+        request_error(r);
+    Py_DECREF(result);
 }
 
 int lx_wsgi_call(lx_req_t *r)
@@ -159,15 +213,27 @@ int lx_wsgi_call(lx_req_t *r)
     int begun = lx_response_begin(r);
     if (begun <= 0)
         return begun;
-    if (bind_objects(r) < 0) {
-        lx_log(srv, LX_LOG_ERROR, "out of memory", NULL);
-        PyErr_Clear();
+    int refused;
+    int ws = lx_wsock_begin(r, &refused); /* before the head is consumed */
+    if (ws < 0 || bind_objects(r) < 0) {
+        if (PyErr_Occurred()) {
+            lx_log(srv, LX_LOG_ERROR, "out of memory", NULL);
+            PyErr_Clear();
+        }
+        lx_buf_consume(c->rbuf, r->head_len);
+        lx_wsock_release(r);
+        if (ws < 0 && send_error(r, refused) < 0)
+            PyErr_Clear();
         return 0;
     }
     r->environ = lx_environ_build(r);
     lx_buf_consume(c->rbuf, r->head_len);
+    if (r->environ != NULL && ws > 0 && lx_wsock_environ(r) < 0)
+        Py_CLEAR(r->environ);
     if (r->environ == NULL) {
         request_error(r);
+    } else if (ws > 0) {
+        websocket_call(r);
     } else {
         PyObject *args[2] = {r->environ, (PyObject *)r->sr};
         /* Responses deferred for the batch keep moving meanwhile. */
@@ -192,13 +258,14 @@ int lx_wsgi_call(lx_req_t *r)
         }
     }
     int keep = !(c->flags & LX_CONN_F_BROKEN) && !r->resp_close &&
-               r->keepalive && lx_body_discard(r);
+               r->ws == NULL && r->keepalive && lx_body_discard(r);
     srv->served++;
     if (srv->alog_on)
         lx_log_access(r);
     /* The environ first: it holds wsgi.input, which can then serve the
      * next request unless the application kept it. */
     Py_CLEAR(r->environ);
+    lx_wsock_release(r);
     unbind_objects(r);
     release_fields(r);
     return keep;

@@ -88,6 +88,14 @@ def build_parser():
     parser.add_argument("--static-cache", dest="static_cache",
                         metavar=opt.metavar,
                         help=f"{opt.help} (default: {opt.default})")
+    for name in ["ws_max_message", "ws_max_queue"]:
+        opt = by_name[name]
+        parser.add_argument(opt.flag, dest=name, metavar=opt.metavar,
+                            help=f"{opt.help} (default: {opt.default})")
+    parser.add_argument("--no-ws-compression", dest="ws_compression",
+                        action="store_const", const=False,
+                        help="websockets: never compress (permessage-deflate "
+                             "offers are declined)")
     parser.add_argument(
         "--gevent", action="store_true",
         help="gevent mode: serve from gevent's hub, so that applications "

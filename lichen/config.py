@@ -133,6 +133,15 @@ OPTIONS = [
     Option("static_cache", 256, "int",
            "static files: open files kept, 0 to open each time",
            minimum=0, maximum=1 << 20, metavar="INT"),
+    Option("ws_max_message", 16 * 1024 * 1024, "int",
+           "websockets: bytes of one message (the client is closed with "
+           "1009 past it), 0 for no limit", minimum=0, metavar="BYTES"),
+    Option("ws_max_queue", 1024 * 1024, "int",
+           "websockets: bytes queued for one slow client before send() "
+           "waits", minimum=0, metavar="BYTES"),
+    Option("ws_compression", True, "bool",
+           "websockets: accept permessage-deflate when the client offers "
+           "it"),
 ]
 
 # What a bare --static-immutable matches: a hash of 8 or more hex digits
@@ -379,6 +388,9 @@ def engine_options(cfg, access_log_fd, log):
         "server_header": cfg["server_header"],
         "static": static_options(cfg),
         "log": log,
+        "ws_max_message": cfg["ws_max_message"],
+        "ws_max_queue": cfg["ws_max_queue"],
+        "ws_compression": cfg["ws_compression"],
     }
 
 

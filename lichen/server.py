@@ -359,8 +359,12 @@ class Server:
     # -- running -----------------------------------------------------------
 
     def _engine_options(self):
-        return engine_options(self.options, self._access_log_fd,
+        from .websocket import TakeoverSocket, WebSocketError
+        opts = engine_options(self.options, self._access_log_fd,
                               _logging.engine_log)
+        opts["ws_error"] = WebSocketError
+        opts["ws_socket"] = TakeoverSocket
+        return opts
 
     @property
     def gevent(self):
