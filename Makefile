@@ -97,7 +97,7 @@ ctest:
 	@set -e; for src in $(C_TESTS); do \
 		name=$$(basename $$src .c); \
 		echo "== ctest $$name"; \
-		$(CC) $(SAN_CFLAGS) $$src -o tests/c/bin/$$name; \
+		$(CC) $(SAN_CFLAGS) $$src -o tests/c/bin/$$name -lz; \
 		./tests/c/bin/$$name; \
 	done
 

@@ -110,7 +110,6 @@ size_t lx_error_response(int status, char *buf, size_t cap, size_t *body_len)
 /* life and death */
 
 static void on_timer(lx_timer_t *t);
-static void on_wtimer(lx_timer_t *t);
 
 lx_conn_t *lx_conn_open(lx_server_t *srv, int fd, int listener,
                         const struct sockaddr_storage *peer)
@@ -123,7 +122,6 @@ lx_conn_t *lx_conn_open(lx_server_t *srv, int fd, int listener,
     c->srv = srv;
     c->listener = (uint16_t)listener;
     lx_timer_init(&c->timer, on_timer);
-    lx_timer_init(&c->wtimer, on_wtimer);
     c->next = &srv->conns;
     c->prev = srv->conns.prev;
     srv->conns.prev->next = c;
@@ -165,10 +163,12 @@ void lx_conn_close(lx_conn_t *c)
         return;
     lx_server_t *srv = c->srv;
     lx_timer_cancel(&c->timer);
-    lx_timer_cancel(&c->wtimer);
-    if (c->wq != NULL) {
-        lx_buf_put(&srv->bufs, c->wq);
-        c->wq = NULL;
+    if (c->sq != NULL) {
+        lx_timer_cancel(&c->sq->timer);
+        if (c->sq->buf != NULL) {
+            lx_buf_put(&srv->bufs, c->sq->buf);
+            c->sq->buf = NULL;
+        }
     }
     if (c->held != NULL)
         (void)lx_flush_release(c->held); /* before the fd goes */
@@ -186,7 +186,7 @@ void lx_conn_close(lx_conn_t *c)
         c->wait_result = LX_WAIT_CLOSED;
         lx_conn_queue_resume(c);
     }
-    if (c->wwait_head != NULL)
+    if (c->sq != NULL && c->sq->wait_head != NULL)
         lx_conn_queue_resume(c);
     /* Events of this turn may still name it: freed at the end of it. */
     c->next = srv->dead;
@@ -209,11 +209,12 @@ void lx_conns_free_dead(lx_server_t *srv)
     lx_conn_t *keep = NULL, *c = srv->dead;
     while (c != NULL) {
         lx_conn_t *next = c->next;
-        if (c->waiter != NULL || c->wwait_head != NULL ||
+        if (c->waiter != NULL || (c->sq != NULL && c->sq->wait_head != NULL) ||
             (c->flags & (LX_CONN_F_RESUME | LX_CONN_F_OWNED))) {
             c->next = keep;
             keep = c;
         } else {
+            PyMem_RawFree(c->sq);
             PyMem_RawFree(c);
             live_conns--;
         }
@@ -488,12 +489,12 @@ int lx_conn_event(lx_conn_t *c, unsigned ev)
             return lx_conn_read_head(c);
         break;
     case LX_CS_ACTIVE:
-        if ((ev & LX_EV_WRITE) && (c->flags & LX_CONN_F_WS)) {
+        if ((ev & LX_EV_WRITE) && c->sq != NULL) {
             if (lx_conn_drain(c) < 0) {
                 lx_conn_close(c);
                 return 0;
             }
-            if (c->wwait_head != NULL &&
+            if (c->sq->wait_head != NULL &&
                 lx_conn_queued(c) <= c->srv->ws_max_queue)
                 lx_conn_wake_writers(c);
             if (c->flags & LX_CONN_F_CLOSED)
@@ -512,10 +513,23 @@ int lx_conn_event(lx_conn_t *c, unsigned ev)
 
 /* A websocket's queue has not moved for the write timeout: the client
  * is lost. */
-static void on_wtimer(lx_timer_t *t)
+static void on_sendq_timer(lx_timer_t *t)
 {
-    lx_conn_t *c = LX_STRUCT_FROM_MEMBER(lx_conn_t, wtimer, t);
-    lx_conn_close(c);
+    lx_conn_close(LX_STRUCT_FROM_MEMBER(lx_sendq_t, timer, t)->conn);
+}
+
+int lx_conn_sendq_open(lx_conn_t *c)
+{
+    if (c->sq != NULL)
+        return 0;
+    c->sq = PyMem_RawCalloc(1, sizeof(*c->sq));
+    if (c->sq == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    c->sq->conn = c;
+    lx_timer_init(&c->sq->timer, on_sendq_timer);
+    return 0;
 }
 
 /* ------------------------------------------------------------------ */

@@ -60,6 +60,8 @@ enum {
     LX_END_PROBE,  /* look (one read) whether the client sends more */
 };
 void lx_conn_end(lx_conn_t *c, int how);
+/* Give c a send queue (a websocket's): 0, or -1 with an exception. */
+int lx_conn_sendq_open(lx_conn_t *c);
 /* Reject a request: a canned response, then a lingering close. */
 void lx_conn_reject(lx_conn_t *c, int status);
 void lx_conn_close(lx_conn_t *c);

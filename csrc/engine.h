@@ -108,6 +108,17 @@ typedef struct lx_wwait {
     uint8_t linked;
 } lx_wwait_t;
 
+/* A websocket's send queue (wait.c): frames not yet written, which the
+ * hub sends as the socket drains, their write timeout, and the greenlets
+ * waiting for the queue to shrink. Made by lx_conn_sendq_open, freed with
+ * its connection's struct. */
+typedef struct lx_sendq {
+    lx_conn_t *conn;
+    lx_buf_t *buf; /* NULL when nothing waits */
+    lx_timer_t timer;
+    lx_wwait_t *wait_head, *wait_tail;
+} lx_sendq_t;
+
 /* Kinds of lx_io_t. */
 enum { LX_IO_CONN = 1, LX_IO_LISTENER, LX_IO_WAKE };
 
@@ -128,12 +139,7 @@ struct lx_conn {
     PyObject *waiter;       /* the greenlet waiting on it (owned) */
     lx_conn_t *resume_next; /* on the server's resume list */
     lx_flush_entry_t *held; /* its output's entry while ACTIVE */
-    /* a websocket's frames not yet written, which the hub sends as the
-     * socket drains (NULL when none), their write timeout, and the
-     * greenlets waiting for the queue to shrink */
-    lx_buf_t *wq;
-    lx_timer_t wtimer;
-    lx_wwait_t *wwait_head, *wwait_tail;
+    lx_sendq_t *sq;         /* a websocket's send queue, NULL for others */
     uint8_t peer_family;
     uint8_t peer_addr[16];
 };

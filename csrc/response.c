@@ -339,6 +339,11 @@ static PyObject *sr_vectorcall(PyObject *self, PyObject *const *vargs,
                         "start_response called after the request ended");
         return NULL;
     }
+    if (r->ws != NULL && r->head_sent) {
+        /* A websocket's 101 went (or its socket was taken over): what a
+         * framework answers after its view has no place on the wire. */
+        return Py_NewRef((PyObject *)r->writer);
+    }
     if (exc_info != Py_None) {
         if (r->head_sent) {
             /* Too late to change the response: re-raise, as PEP 3333
@@ -379,6 +384,8 @@ static PyObject *writer_vectorcall(PyObject *self, PyObject *const *vargs,
     else if (r->status_code == 0)
         PyErr_SetString(PyExc_RuntimeError,
                         "write() called before start_response");
+    else if (r->ws != NULL && r->head_sent)
+        rc = 0; /* after a websocket's 101: dropped */
     else
         rc = view.len > 0 ? lx_response_block(r, view.buf, (size_t)view.len, 0)
                           : 0;

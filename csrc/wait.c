@@ -200,7 +200,8 @@ void lx_conns_resume(lx_server_t *srv)
         if ((c->flags & LX_CONN_F_WAITING) && c->waiter != NULL &&
             (c->wait_for == 0 || (c->flags & LX_CONN_F_CLOSED)))
             lx_conn_wake(c, c->wait_result);
-        if ((c->flags & LX_CONN_F_CLOSED) && c->wwait_head != NULL)
+        if ((c->flags & LX_CONN_F_CLOSED) && c->sq != NULL &&
+            c->sq->wait_head != NULL)
             lx_conn_wake_writers(c);
         c = next;
     }
@@ -336,7 +337,7 @@ int lx_conn_wait_input(lx_conn_t *c)
  * or the socket is full), or LX_ERR (errno). */
 static int send_queue(lx_conn_t *c)
 {
-    lx_buf_t *b = c->wq;
+    lx_buf_t *b = c->sq->buf;
     int moved = 0;
     while (b != NULL && lx_buf_avail(b) > 0) {
         ssize_t n = lx_sock_send(c->io.fd, lx_buf_head(b), lx_buf_avail(b));
@@ -349,8 +350,8 @@ static int send_queue(lx_conn_t *c)
     }
     if (b != NULL && lx_buf_avail(b) == 0) {
         lx_buf_put(&c->srv->bufs, b);
-        c->wq = NULL;
-        lx_timer_cancel(&c->wtimer);
+        c->sq->buf = NULL;
+        lx_timer_cancel(&c->sq->timer);
     } else if (moved) {
         lx_conn_arm_write(c); /* the client reads: its time starts again */
     }
@@ -359,21 +360,21 @@ static int send_queue(lx_conn_t *c)
 
 void lx_conn_arm_write(lx_conn_t *c)
 {
-    lx_timer_arm(&c->srv->t_write, &c->wtimer, lx_conn_now(c->srv));
+    lx_timer_arm(&c->srv->t_write, &c->sq->timer, lx_conn_now(c->srv));
 }
 
 size_t lx_conn_queued(const lx_conn_t *c)
 {
-    return c->wq != NULL ? lx_buf_avail(c->wq) : 0;
+    return c->sq != NULL && c->sq->buf != NULL ? lx_buf_avail(c->sq->buf) : 0;
 }
 
 int lx_conn_send_queued(lx_conn_t *c, struct iovec *iov, int n)
 {
     lx_server_t *srv = c->srv;
-    if (c->flags & LX_CONN_F_BROKEN)
+    if ((c->flags & LX_CONN_F_BROKEN) || c->sq == NULL)
         return closed_error(c);
     int first = 0;
-    if (c->wq == NULL) {
+    if (c->sq->buf == NULL) {
         /* Nothing ahead of these bytes: as much as the socket takes now. */
         while (first < n) {
             if (iov[first].iov_len == 0) {
@@ -398,22 +399,23 @@ int lx_conn_send_queued(lx_conn_t *c, struct iovec *iov, int n)
     int i;
     for (i = first; i < n; i++)
         rest += iov[i].iov_len;
-    int fresh = c->wq == NULL;
-    if (fresh && (c->wq = lx_buf_get(&srv->bufs)) == NULL) {
+    int fresh = c->sq->buf == NULL;
+    if (fresh && (c->sq->buf = lx_buf_get(&srv->bufs)) == NULL) {
         PyErr_NoMemory();
         return -1;
     }
-    if (lx_buf_reserve(&srv->bufs, &c->wq, rest, SIZE_MAX / 2) < 0) {
-        if (fresh && lx_buf_avail(c->wq) == 0) {
-            lx_buf_put(&srv->bufs, c->wq);
-            c->wq = NULL;
+    if (lx_buf_reserve(&srv->bufs, &c->sq->buf, rest, SIZE_MAX / 2) < 0) {
+        if (fresh && lx_buf_avail(c->sq->buf) == 0) {
+            lx_buf_put(&srv->bufs, c->sq->buf);
+            c->sq->buf = NULL;
         }
         PyErr_NoMemory();
         return -1;
     }
     for (i = first; i < n; i++) {
-        memcpy(c->wq->data + c->wq->len, iov[i].iov_base, iov[i].iov_len);
-        c->wq->len += iov[i].iov_len;
+        memcpy(c->sq->buf->data + c->sq->buf->len, iov[i].iov_base,
+               iov[i].iov_len);
+        c->sq->buf->len += iov[i].iov_len;
     }
     if (fresh) {
         if (interest(c, LX_EV_WRITE) < 0)
@@ -425,7 +427,7 @@ int lx_conn_send_queued(lx_conn_t *c, struct iovec *iov, int n)
 
 static void unlink_writer(lx_conn_t *c, lx_wwait_t *w)
 {
-    lx_wwait_t **pp = &c->wwait_head, *prev = NULL;
+    lx_wwait_t **pp = &c->sq->wait_head, *prev = NULL;
     while (*pp != NULL && *pp != w) {
         prev = *pp;
         pp = &(*pp)->next;
@@ -433,8 +435,8 @@ static void unlink_writer(lx_conn_t *c, lx_wwait_t *w)
     if (*pp == NULL)
         return;
     *pp = w->next;
-    if (c->wwait_tail == w)
-        c->wwait_tail = prev;
+    if (c->sq->wait_tail == w)
+        c->sq->wait_tail = prev;
     w->next = NULL;
     w->linked = 0;
 }
@@ -444,9 +446,9 @@ void lx_conn_wake_writers(lx_conn_t *c)
     /* Those waiting now, once each: one that waits again goes behind. */
     size_t n = 0;
     lx_wwait_t *w;
-    for (w = c->wwait_head; w != NULL; w = w->next)
+    for (w = c->sq->wait_head; w != NULL; w = w->next)
         n++;
-    while (n-- > 0 && (w = c->wwait_head) != NULL) {
+    while (n-- > 0 && (w = c->sq->wait_head) != NULL) {
         unlink_writer(c, w);
         lx_hub_resume(c->srv, w->greenlet);
     }
@@ -454,7 +456,7 @@ void lx_conn_wake_writers(lx_conn_t *c)
 
 int lx_conn_drain(lx_conn_t *c)
 {
-    return c->wq != NULL ? send_queue(c) : LX_OK;
+    return c->sq != NULL && c->sq->buf != NULL ? send_queue(c) : LX_OK;
 }
 
 int lx_conn_wait_room(lx_conn_t *c, size_t bound)
@@ -479,11 +481,11 @@ int lx_conn_wait_room(lx_conn_t *c, size_t bound)
         }
         w->greenlet = me;
         w->linked = 1;
-        if (c->wwait_tail != NULL)
-            c->wwait_tail->next = w;
+        if (c->sq->wait_tail != NULL)
+            c->sq->wait_tail->next = w;
         else
-            c->wwait_head = w;
-        c->wwait_tail = w;
+            c->sq->wait_head = w;
+        c->sq->wait_tail = w;
         int rc = lx_hub_wait_quiet(srv);
         if (w->linked)
             unlink_writer(c, w); /* resumed by something else */

@@ -60,11 +60,11 @@ int64_t lx_conn_sendfile(lx_conn_t *c, int fd, off_t *pos, uint64_t len);
  * graceful stop ends the wait with c->wait_result LX_WAIT_STOP. */
 int lx_conn_wait_input(lx_conn_t *c);
 /* Send the bytes of iov behind those queued: what the socket takes now
- * goes at once, the rest waits in c->wq, which the hub sends as the
- * socket drains (lx_conn_drain), within the write timeout. Never waits:
- * 0, or -1 with an exception. */
+ * goes at once, the rest waits in c->sq (lx_conn_sendq_open), which the hub
+ * sends as the socket drains (lx_conn_drain), within the write timeout. Never
+ * waits: 0, or -1 with an exception. */
 int lx_conn_send_queued(lx_conn_t *c, struct iovec *iov, int n);
-/* Bytes queued in c->wq. */
+/* Bytes queued in c->sq. */
 size_t lx_conn_queued(const lx_conn_t *c);
 /* Wait in the current greenlet until at most bound bytes are queued (any
  * number of greenlets may wait; the hub itself never does): 0, or -1 with

@@ -209,3 +209,108 @@ size_t lx_wshake_deflate_answer(const lx_deflate_t *d, char *out, size_t cap)
     }
     return len;
 }
+
+/* ------------------------------------------------------------------ */
+/* the 101 */
+
+static size_t lit_len(const char *s)
+{
+    return strlen(s);
+}
+
+/* Whether the field line [p, p + n) is one the handshake owns or one
+ * that frames a body: the application's copy is left out. */
+static int field_is_ours(const char *p, size_t n)
+{
+    static const char *const names[] = {
+        "upgrade:",
+        "connection:",
+        "sec-websocket-accept:",
+        "sec-websocket-extensions:",
+        "sec-websocket-protocol:",
+        "content-length:",
+        "transfer-encoding:",
+    };
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        size_t k = lit_len(names[i]);
+        if (n >= k && lx_lowereq(p, k, names[i]))
+            return 1;
+    }
+    return 0;
+}
+
+size_t lx_wshake_response_max(const lx_wshake_answer_t *a)
+{
+    return 256 + a->protocol.len + a->fields.len + a->server.len;
+}
+
+size_t lx_wshake_response(const lx_wshake_answer_t *a, char *out)
+{
+    char *o = out;
+    size_t cap = lx_wshake_response_max(a);
+    o += snprintf(o, cap,
+                  "HTTP/1.1 101 Switching Protocols\r\n"
+                  "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                  "Sec-WebSocket-Accept: %.28s\r\n",
+                  a->accept);
+    if (a->protocol.len > 0) {
+        memcpy(o, "Sec-WebSocket-Protocol: ", 24);
+        memcpy(o + 24, a->protocol.base, a->protocol.len);
+        o += 24 + a->protocol.len;
+        *o++ = '\r';
+        *o++ = '\n';
+    }
+    if (a->deflate != NULL && a->deflate->on) {
+        char ext[128];
+        size_t n = lx_wshake_deflate_answer(a->deflate, ext, sizeof(ext));
+        memcpy(o, "Sec-WebSocket-Extensions: ", 26);
+        memcpy(o + 26, ext, n);
+        o += 26 + n;
+        *o++ = '\r';
+        *o++ = '\n';
+    }
+    int has_server = 0;
+    const char *p = a->fields.base, *e = p + a->fields.len;
+    while (p < e) {
+        const char *nl = memchr(p, '\n', (size_t)(e - p));
+        const char *end = nl != NULL ? nl + 1 : e;
+        size_t n = (size_t)(end - p);
+        if (!field_is_ours(p, n)) {
+            if (n >= 7 && lx_lowereq(p, 7, "server:"))
+                has_server = 1;
+            memcpy(o, p, n);
+            o += n;
+        }
+        p = end;
+    }
+    if (!has_server && a->server.len > 0) {
+        memcpy(o, a->server.base, a->server.len);
+        o += a->server.len;
+    }
+    *o++ = '\r';
+    *o++ = '\n';
+    return (size_t)(o - out);
+}
+
+int lx_wshake_field(const char *p, size_t n, const char *name, lx_str_t *value)
+{
+    size_t k = lit_len(name);
+    const char *e = p + n;
+    while (p < e) {
+        const char *nl = memchr(p, '\n', (size_t)(e - p));
+        const char *end = nl != NULL ? nl : e;
+        if ((size_t)(end - p) >= k && lx_lowereq(p, k, name)) {
+            const char *v = p + k, *ve = end;
+            while (v < ve && (*v == ' ' || *v == '\t'))
+                v++;
+            while (ve > v &&
+                   (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t'))
+                ve--;
+            value->base = v;
+            value->len = (size_t)(ve - v);
+            return 1;
+        }
+        p = end + 1;
+    }
+    return 0;
+}

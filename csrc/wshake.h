@@ -46,4 +46,24 @@ int lx_wshake_deflate(lx_str_t ext, int max_bits, lx_deflate_t *d);
  * into out (at least 128 bytes): its length. */
 size_t lx_wshake_deflate_answer(const lx_deflate_t *d, char *out, size_t cap);
 
+/* What a 101 answers with. */
+typedef struct {
+    const char *accept;          /* Sec-WebSocket-Accept, 28 characters */
+    lx_str_t protocol;           /* the subprotocol chosen, or empty */
+    const lx_deflate_t *deflate; /* NULL: no extension */
+    lx_str_t fields; /* the application's field lines ("Name: value\r\n"
+                        each), or empty; its framing fields and those the
+                        handshake owns are left out */
+    lx_str_t server; /* "Server: ...\r\n" unless fields have a Server */
+} lx_wshake_answer_t;
+
+/* The most bytes lx_wshake_response writes for a. */
+size_t lx_wshake_response_max(const lx_wshake_answer_t *a);
+/* The 101's head, empty line included, into out: its length. */
+size_t lx_wshake_response(const lx_wshake_answer_t *a, char *out);
+/* The value of the field name (lowercase, with its colon) in field lines
+ * [p, p + n), trimmed: 1 with *value, else 0. */
+int lx_wshake_field(const char *p, size_t n, const char *name,
+                    lx_str_t *value);
+
 #endif

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "conn.h"
 #include "green.h"
 #include "log.h"
 #include "utf8.h"
@@ -146,51 +147,20 @@ static void fail(WebSocketObject *ws, int code)
 /* ------------------------------------------------------------------ */
 /* the 101 */
 
-/* Whether the field line [p, e) is one of ours or names framing: the
- * application's copy is left out of the 101. */
-static int field_is_ours(const char *p, size_t n)
+/* The application's field lines in its start_response('101 ...'), after
+ * the status line. */
+static lx_str_t app_fields(lx_req_t *r)
 {
-    static const char *const names[] = {
-        "upgrade:",
-        "connection:",
-        "sec-websocket-accept:",
-        "content-length:",
-        "transfer-encoding:",
-        "sec-websocket-extensions:",
-        "sec-websocket-protocol:",
-    };
-    size_t i;
-    for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-        size_t k = strlen(names[i]);
-        if (n >= k && lx_lowereq(p, k, names[i]))
-            return 1;
-    }
-    return 0;
-}
-
-/* The subprotocol the application chose in its 101's fields, a new str,
- * or NULL (none, or an exception). */
-static PyObject *protocol_in_fields(lx_req_t *r)
-{
-    static const char name[] = "sec-websocket-protocol:";
-    const size_t k = sizeof(name) - 1;
+    lx_str_t f = {NULL, 0};
+    if (r->status_code != 101 || r->fields == NULL)
+        return f;
     const char *p = lx_buf_head(r->fields), *e = p + lx_buf_avail(r->fields);
-    const char *nl = memchr(p, '\n', (size_t)(e - p)); /* the status line */
-    p = nl != NULL ? nl + 1 : e;
-    while (p < e) {
-        nl = memchr(p, '\n', (size_t)(e - p));
-        const char *end = nl != NULL ? nl : e;
-        if ((size_t)(end - p) >= k && lx_lowereq(p, k, name)) {
-            const char *v = p + k, *ve = end;
-            while (v < ve && (*v == ' ' || *v == '\t'))
-                v++;
-            while (ve > v && (ve[-1] == '\r' || ve[-1] == ' '))
-                ve--;
-            return PyUnicode_DecodeLatin1(v, ve - v, NULL);
-        }
-        p = end + 1;
+    const char *nl = memchr(p, '\n', (size_t)(e - p));
+    if (nl != NULL) {
+        f.base = nl + 1;
+        f.len = (size_t)(e - nl - 1);
     }
-    return NULL;
+    return f;
 }
 
 /* The subprotocol the application chooses, a new str or None: in its
@@ -201,9 +171,12 @@ static PyObject *choose_protocol(WebSocketObject *ws)
 {
     lx_req_t *r = ws->req;
     PyObject *name = NULL;
+    lx_str_t fields = app_fields(r), v;
     if (r->status_code == 101) {
-        name = protocol_in_fields(r);
-        if (name == NULL && PyErr_Occurred())
+        if (lx_wshake_field(fields.base, fields.len,
+                            "sec-websocket-protocol:", &v) &&
+            (name = PyUnicode_DecodeLatin1(v.base, (Py_ssize_t)v.len, NULL)) ==
+                NULL)
             return NULL;
     } else if (ws->offered != NULL) {
         PyObject *fn = PyObject_GetAttrString(ws->srv->app, "app_protocol");
@@ -280,56 +253,22 @@ static int ws_open(WebSocketObject *ws)
         (pname = PyUnicode_AsUTF8AndSize(proto, &plen)) == NULL)
         return -1;
     lx_server_t *srv = ws->srv;
-    char ext[160];
-    size_t elen =
-        ws->df.on ? lx_wshake_deflate_answer(&ws->df, ext, sizeof(ext)) : 0;
-    size_t flen = r->status_code == 101 ? lx_buf_avail(r->fields) : 0;
-    size_t need = 256 + (size_t)plen + elen + flen;
-    if (srv->server_line != NULL)
-        need += (size_t)PyBytes_GET_SIZE(srv->server_line);
-    char *h = PyMem_Malloc(need);
+    lx_wshake_answer_t ans = {
+        .accept = ws->accept,
+        .protocol = {pname, (size_t)plen},
+        .deflate = &ws->df,
+        .fields = app_fields(r),
+    };
+    if (srv->server_line != NULL) {
+        ans.server.base = PyBytes_AS_STRING(srv->server_line);
+        ans.server.len = (size_t)PyBytes_GET_SIZE(srv->server_line);
+    }
+    char *h = PyMem_Malloc(lx_wshake_response_max(&ans));
     if (h == NULL) {
         PyErr_NoMemory();
         return -1;
     }
-    int n = snprintf(h, need,
-                     "HTTP/1.1 101 Switching Protocols\r\n"
-                     "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-                     "Sec-WebSocket-Accept: %s\r\n",
-                     ws->accept);
-    size_t len = n > 0 ? (size_t)n : 0;
-    if (pname != NULL) {
-        len += (size_t)snprintf(h + len, need - len,
-                                "Sec-WebSocket-Protocol: %s\r\n", pname);
-    }
-    if (elen > 0)
-        len += (size_t)snprintf(h + len, need - len,
-                                "Sec-WebSocket-Extensions: %s\r\n", ext);
-    int app_server = 0;
-    if (flen > 0) {
-        /* The application's other fields, as start_response wrote them. */
-        const char *p = lx_buf_head(r->fields), *e = p + flen;
-        const char *nl = memchr(p, '\n', flen);
-        p = nl != NULL ? nl + 1 : e;
-        while (p < e) {
-            nl = memchr(p, '\n', (size_t)(e - p));
-            const char *end = nl != NULL ? nl + 1 : e;
-            if (!field_is_ours(p, (size_t)(end - p))) {
-                if ((size_t)(end - p) >= 7 && lx_lowereq(p, 7, "server:"))
-                    app_server = 1;
-                memcpy(h + len, p, (size_t)(end - p));
-                len += (size_t)(end - p);
-            }
-            p = end;
-        }
-    }
-    if (srv->server_line != NULL && !app_server) {
-        memcpy(h + len, PyBytes_AS_STRING(srv->server_line),
-               (size_t)PyBytes_GET_SIZE(srv->server_line));
-        len += (size_t)PyBytes_GET_SIZE(srv->server_line);
-    }
-    memcpy(h + len, "\r\n", 2);
-    len += 2;
+    size_t len = lx_wshake_response(&ans, h);
     struct iovec iov = {h, len};
     int rc = lx_conn_send_queued(ws->conn, &iov, 1);
     PyMem_Free(h);
@@ -963,6 +902,8 @@ int lx_wsock_begin(lx_req_t *r, int *status)
     lx_wsz_init(&ws->zout, 0, ws->df.server_bits, ws->df.server_no_takeover);
     PyObject_GC_Track((PyObject *)ws);
     r->ws = (PyObject *)ws;
+    if (lx_conn_sendq_open(r->conn) < 0)
+        return -1;
     r->conn->flags |= LX_CONN_F_WS;
     return 1;
 }

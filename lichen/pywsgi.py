@@ -17,7 +17,8 @@ refused with a 4xx; a body given with a 304 (or 204) is left out where
 pywsgi raises; ``spawn`` limits the requests served at once, where gevent
 limits connections (an idle keep-alive client holds no slot here);
 ``handler_class`` is honoured for gevent's WSGIHandler (a subclass's
-methods are not called: a warning names them); an ``environ_class`` other
+methods are not called: a warning names them) and gevent-websocket's
+WebSocketHandler (the engine serves websockets itself, docs/websockets.md); an ``environ_class`` other
 than dict gets the application a copy of the environ in that class; TLS
 arguments are refused until lichen serves TLS.
 """
@@ -103,7 +104,7 @@ def _overridden(handler_class):
         if klass is WSGIHandler or klass is object:
             break
         if klass.__module__.startswith("geventwebsocket"):
-            continue  # honoured once websockets land
+            continue  # the engine serves websockets itself
         names.update(k for k, v in vars(klass).items()
                      if isinstance(v, _METHODS) and not k.startswith("__"))
     return sorted(names)

@@ -142,10 +142,56 @@ static void test_deflate(void)
           "a quoted value");
 }
 
+static void test_response(void)
+{
+    char out[1024];
+    lx_deflate_t d = {1, 0, 1, 12, 15};
+    const char *fields = "Set-Cookie: a=1\r\nContent-Length: 0\r\n"
+                         "connection: keep-alive\r\n"
+                         "Sec-WebSocket-Protocol: chat\r\n";
+    lx_wshake_answer_t a = {
+        .accept = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=",
+        .protocol = {"chat", 4},
+        .deflate = &d,
+        .fields = {fields, strlen(fields)},
+        .server = {"Server: lichen\r\n", 16},
+    };
+    size_t n = lx_wshake_response(&a, out);
+    out[n] = 0;
+    CHECK(n <= lx_wshake_response_max(&a), "within its bound");
+    CHECK(strcmp(out, "HTTP/1.1 101 Switching Protocols\r\n"
+                      "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                      "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"
+                      "Sec-WebSocket-Protocol: chat\r\n"
+                      "Sec-WebSocket-Extensions: permessage-deflate; "
+                      "client_no_context_takeover; "
+                      "server_max_window_bits=12\r\n"
+                      "Set-Cookie: a=1\r\nServer: lichen\r\n\r\n") == 0,
+          "the 101, the application's framing and ours left out: %s", out);
+    const char *own = "Server: app\r\n";
+    lx_wshake_answer_t b = {
+        .accept = a.accept, .fields = {own, strlen(own)}, .server = a.server};
+    n = lx_wshake_response(&b, out);
+    out[n] = 0;
+    CHECK(strstr(out, "Server: app\r\n") != NULL &&
+              strstr(out, "lichen") == NULL &&
+              strstr(out, "Sec-WebSocket-Protocol") == NULL &&
+              strstr(out, "Extensions") == NULL,
+          "the application's Server, no protocol, no extension: %s", out);
+    lx_str_t v;
+    CHECK(lx_wshake_field(fields, strlen(fields),
+                          "sec-websocket-protocol:", &v) &&
+              v.len == 4 && memcmp(v.base, "chat", 4) == 0,
+          "a field's value");
+    CHECK(!lx_wshake_field(fields, strlen(fields), "origin:", &v),
+          "no such field");
+}
+
 int main(void)
 {
     test_check();
     test_offers();
     test_deflate();
+    test_response();
     return check_done();
 }
