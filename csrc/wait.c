@@ -413,6 +413,8 @@ int lx_conn_send_queued(lx_conn_t *c, struct iovec *iov, int n)
         return -1;
     }
     for (i = first; i < n; i++) {
+        if (iov[i].iov_len == 0)
+            continue;
         memcpy(c->sq->buf->data + c->sq->buf->len, iov[i].iov_base,
                iov[i].iov_len);
         c->sq->buf->len += iov[i].iov_len;

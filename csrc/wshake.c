@@ -158,10 +158,9 @@ static int one_offer(const char *x, size_t n, int max_bits, lx_deflate_t *d)
      * cannot ask for fewer (RFC 7692 7.1.2.2) */
     if (!seen[3])
         d->client_bits = 15;
-    /* zlib cannot deflate with an 8-bit window: 9 is the same stream */
-    if (d->server_bits < 9)
-        d->server_bits = 9;
-    return 1;
+    /* zlib cannot keep to an 8-bit window (it deflates with 9): an offer
+     * that asks for it is declined (RFC 7692 7.1.2.1) */
+    return d->server_bits >= 9;
 }
 
 int lx_wshake_deflate(lx_str_t ext, int max_bits, lx_deflate_t *d)

@@ -127,7 +127,8 @@ static int send_close(WebSocketObject *ws, int code, const char *reason,
         payload[1] = (uint8_t)code;
         if (rlen > 123)
             rlen = 123;
-        memcpy(payload + 2, reason, rlen);
+        if (rlen > 0)
+            memcpy(payload + 2, reason, rlen);
         n = 2 + rlen;
     }
     return send_frame(ws, LX_WS_CLOSE, 0, payload, n, 0);
@@ -654,8 +655,10 @@ static PyObject *ws_close(PyObject *self, PyObject *args, PyObject *kwds)
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "|iO:close", kwlist, &code,
                                      &message))
         return NULL;
-    if (!lx_ws_close_code_ok(code) || code == 1004 || code == 1005 ||
-        code == 1006) {
+    /* Besides the codes a client may send us, the IANA registry's 1012
+     * (service restart), 1013 (try again later) and 1014 (bad gateway),
+     * which browsers take. */
+    if (!lx_ws_close_code_ok(code) && !(code >= 1012 && code <= 1014)) {
         PyErr_Format(PyExc_ValueError, "%d is not a close code to send", code);
         return NULL;
     }
@@ -893,10 +896,8 @@ int lx_wsock_begin(lx_req_t *r, int *status)
         Py_DECREF(ws);
         return -1;
     }
-    if (srv->ws_deflate &&
-        lx_wshake_deflate(w.extensions, DEFLATE_BITS, &ws->df) &&
-        ws->df.server_bits < 9)
-        memset(&ws->df, 0, sizeof(ws->df)); /* zlib's smallest is 9 */
+    if (srv->ws_deflate)
+        lx_wshake_deflate(w.extensions, DEFLATE_BITS, &ws->df);
     lx_ws_parser_init(&ws->p, srv->ws_max_message, ws->df.on);
     lx_wsz_init(&ws->zin, 1, 15, ws->df.client_no_takeover);
     lx_wsz_init(&ws->zout, 0, ws->df.server_bits, ws->df.server_no_takeover);

@@ -117,9 +117,12 @@ static void test_deflate(void)
     CHECK(deflate_is("permessage-deflate", 12,
                      "permessage-deflate; server_max_window_bits=12"),
           "our own bound");
-    CHECK(deflate_is("permessage-deflate; server_max_window_bits=8", 15,
-                     "permessage-deflate; server_max_window_bits=9"),
-          "8 bits is 9 for zlib");
+    CHECK(deflate_is("permessage-deflate; server_max_window_bits=8", 15, NULL),
+          "8 bits: declined (zlib cannot keep to it)");
+    CHECK(deflate_is("permessage-deflate; server_max_window_bits=8, "
+                     "permessage-deflate",
+                     12, "permessage-deflate; server_max_window_bits=12"),
+          "8 bits declined, the next offer taken");
     CHECK(deflate_is("permessage-deflate; client_no_context_takeover", 15,
                      "permessage-deflate; client_no_context_takeover"),
           "client no takeover");
