@@ -6,29 +6,17 @@ PNG decodes.
 
 Skipped only when selenium, chromium or chromedriver is missing."""
 import gzip
-import shutil
 import time
 
 import pytest
 
-from static_support import MarkerApp, tiny_png, tool_env
+from static_support import MarkerApp, tiny_png
+from browser_support import chromium, require_browser
 from support import wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
-webdriver = pytest.importorskip(
-    'selenium.webdriver',
-    reason='selenium is not installed (pip install selenium)')
-
-CHROMIUM = (shutil.which('chromium') or shutil.which('chromium-browser') or
-            shutil.which('google-chrome'))
-CHROMEDRIVER = shutil.which('chromedriver')
-if not CHROMIUM or not CHROMEDRIVER:
-    pytest.skip('chromium and chromedriver are needed (Debian: apt-get '
-                'install chromium chromium-driver); missing: %s' % ', '.join(
-                    n for n, p in (('chromium', CHROMIUM),
-                                   ('chromedriver', CHROMEDRIVER)) if not p),
-                allow_module_level=True)
+require_browser()
 
 PAGE = b'''<!doctype html>
 <html><head><meta charset="utf-8"><title>before</title>
@@ -67,22 +55,8 @@ document.addEventListener("DOMContentLoaded", function () {
 
 @pytest.fixture
 def browser():
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-    options = Options()
-    options.binary_location = CHROMIUM
-    for arg in ('--headless=new', '--no-sandbox', '--disable-gpu',
-                '--disable-dev-shm-usage', '--no-first-run',
-                '--no-default-browser-check', '--window-size=800,600'):
-        options.add_argument(arg)
-    drv = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER,
-                                           env=tool_env()),
-                           options=options)
-    drv.set_page_load_timeout(30)
-    try:
+    with chromium() as drv:
         yield drv
-    finally:
-        drv.quit()
 
 
 @pytest.fixture

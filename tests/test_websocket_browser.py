@@ -5,57 +5,26 @@ the others; a page that closes is dropped by the server (its presence count
 goes down on the other pages) and the others go on chatting.
 
 Skipped only when selenium, chromium or chromedriver is missing."""
-import shutil
 import time
 
 import pytest
 
 from helpers_cli import request
-from static_support import tool_env
+from browser_support import chromium, require_browser
 from support import wait_for
 from ws_helpers import REFERENCE, gevent_server
 
 pytestmark = pytest.mark.timeout(60)
 
-webdriver = pytest.importorskip(
-    'selenium.webdriver',
-    reason='selenium is not installed (pip install selenium)')
-
-CHROMIUM = (shutil.which('chromium') or shutil.which('chromium-browser') or
-            shutil.which('google-chrome'))
-CHROMEDRIVER = shutil.which('chromedriver')
-if not CHROMIUM or not CHROMEDRIVER:
-    pytest.skip('chromium and chromedriver are needed (Debian: apt-get '
-                'install chromium chromium-driver); missing: %s' % ', '.join(
-                    n for n, p in (('chromium', CHROMIUM),
-                                   ('chromedriver', CHROMEDRIVER)) if not p),
-                allow_module_level=True)
+require_browser()
 
 WAIT = 10.0
 
 
 @pytest.fixture
 def browser():
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-    options = Options()
-    options.binary_location = CHROMIUM
-    for arg in ('--headless=new', '--no-sandbox', '--disable-gpu',
-                '--disable-dev-shm-usage', '--no-first-run',
-                '--no-default-browser-check', '--window-size=800,600',
-                # pages in windows behind others run as if in front
-                '--disable-background-timer-throttling',
-                '--disable-renderer-backgrounding',
-                '--disable-backgrounding-occluded-windows'):
-        options.add_argument(arg)
-    drv = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER,
-                                           env=tool_env()),
-                           options=options)
-    drv.set_page_load_timeout(30)
-    try:
+    with chromium() as drv:
         yield drv
-    finally:
-        drv.quit()
 
 
 @pytest.fixture
