@@ -776,16 +776,21 @@ FRAG_9 = [('1', 64), ('2', 256), ('3', 1024), ('4', 4096), ('5', 16384), ('6', 6
           ('8', MiB), ('9', 4 * MiB)]
 
 
+def _echoed_whole(addr, payload, op, **how):
+    """payload sent as one message (in fragments or chops, as how says)
+    comes back whole."""
+    ws = WSClient(addr, timeout=30)
+    ws.send_message(payload, opcode=op, **how)
+    m = ws.recv_message(timeout=30)
+    assert m.opcode == op and m.data == payload
+    ws.close_cleanly()
+
+
 @pytest.mark.parametrize('op', [OP_TEXT, OP_BINARY], ids=['9_3_text', '9_4_binary'])
 @pytest.mark.parametrize('case,frag', FRAG_9, ids=['frag%d' % c[1] for c in FRAG_9])
 def test_9_3_9_4_fragmented_4mib(addr, op, case, frag):
     """A 4 MiB message in fragments of 64 bytes up to 4 MiB."""
-    ws = WSClient(addr, timeout=30)
-    payload = _big(4 * MiB, op)
-    ws.send_message(payload, opcode=op, fragment=frag)
-    m = ws.recv_message(timeout=30)
-    assert m.opcode == op and m.data == payload
-    ws.close_cleanly()
+    _echoed_whole(addr, _big(4 * MiB, op), op, fragment=frag)
 
 
 CHOPS_9 = [('1', 64), ('2', 128), ('3', 256), ('4', 512), ('5', 1024), ('6', 2048)]
@@ -794,12 +799,7 @@ CHOPS_9 = [('1', 64), ('2', 128), ('3', 256), ('4', 512), ('5', 1024), ('6', 204
 @pytest.mark.parametrize('op', [OP_TEXT, OP_BINARY], ids=['9_5_text', '9_6_binary'])
 @pytest.mark.parametrize('case,chop', CHOPS_9, ids=['chop%d' % c[1] for c in CHOPS_9])
 def test_9_5_9_6_1mib_in_chops(addr, op, case, chop):
-    ws = WSClient(addr, timeout=30)
-    payload = _big(MiB, op)
-    ws.send_message(payload, opcode=op, chop=chop)
-    m = ws.recv_message(timeout=30)
-    assert m.opcode == op and m.data == payload
-    ws.close_cleanly()
+    _echoed_whole(addr, _big(MiB, op), op, chop=chop)
 
 
 RTT_9 = [('1', 0), ('2', 16), ('3', 64), ('4', 256), ('5', 1024), ('6', 4096)]
