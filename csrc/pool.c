@@ -106,12 +106,31 @@ static lx_conn_t *pending_pop(lx_pool_t *p)
 /* ------------------------------------------------------------------ */
 /* serving a connection */
 
+/* The array the worker's request head is parsed into (a websocket's
+ * request gives it back while it lasts, wsgi.c): 0, or -1 with an
+ * exception. */
+static int headers_new(lx_worker_t *w)
+{
+    w->req.h.headers =
+        PyMem_Malloc(sizeof(lx_header_t) * (w->srv->limits.max_fields + 1));
+    if (w->req.h.headers == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    return 0;
+}
+
 /* The worker takes a queued connection: 1 to serve it, 0 when it went
  * elsewhere (rejected, or back to the hub for the rest of its head). */
 static int take(lx_worker_t *w, lx_conn_t *c)
 {
     lx_req_t *r = &w->req;
     int status;
+    if (r->h.headers == NULL && headers_new(w) < 0) {
+        PyErr_Clear();
+        lx_conn_reject(c, 503); /* out of memory */
+        return 0;
+    }
     int rc = lx_conn_parse_head(c, &r->h, &status);
     if (rc <= 0) {
         if (rc < 0)
@@ -300,10 +319,7 @@ static lx_worker_t *worker_new(lx_server_t *srv)
     live_workers++;
     w->srv = srv;
     w->req.srv = srv;
-    w->req.h.headers =
-        PyMem_Malloc(sizeof(lx_header_t) * (srv->limits.max_fields + 1));
-    if (w->req.h.headers == NULL) {
-        PyErr_NoMemory();
+    if (headers_new(w) < 0) {
         worker_free(w);
         return NULL;
     }

@@ -161,6 +161,12 @@ int lx_wsgi_traverse(lx_req_t *r, visitproc visit, void *arg)
 static void websocket_call(lx_req_t *r)
 {
     lx_server_t *srv = r->srv;
+    /* The head is all in the environ now, and a websocket's request never
+     * reads another: its worker's array of header fields (some KiB) is
+     * given back while it lasts, made again when the worker takes the
+     * next connection (pool.c). */
+    PyMem_Free(r->h.headers);
+    r->h.headers = NULL;
     if (lx_out_flush(r) < 0) {
         request_error(r);
         return;
