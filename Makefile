@@ -196,6 +196,7 @@ format:
 
 bench: venv
 	$(PYTHON) bench/run.py $(BENCH_ARGS)
+	$(PYTHON) bench/ws.py
 
 clean:
 	rm -rf build dist *.egg-info lichen/*.so tests/c/bin fuzz/bin fuzz/artifacts \

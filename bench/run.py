@@ -973,6 +973,27 @@ def runs_in(name, scn):
     return scn != "workers2" or name in TWO_WORKERS
 
 
+def chosen(ap, wanted, known, what):
+    """The names given (--only, --scenarios) in the order of known; an
+    unknown one is the command line's error."""
+    for s in wanted:
+        if s not in known:
+            ap.error("unknown %s %r (known: %s)" % (what, s, ", ".join(known)))
+    return [s for s in known if s in wanted]
+
+
+def check_length(ap, args, estimate):
+    """--duration and --repeat make sense, and the run fits the budget."""
+    if args.duration < 1:
+        ap.error("--duration must be positive")
+    if args.repeat < 1:
+        ap.error("--repeat must be positive")
+    if estimate > BUDGET:
+        ap.error("that would take about %d min; the budget is %d min: lower "
+                 "--duration or choose fewer servers or scenarios"
+                 % (estimate // 60, BUDGET // 60))
+
+
 def estimate_seconds(servers, scenarios, duration, repeat):
     """How long the measurements take, a little over: a wrk run lasts its
     1 s warm-up and the measured run, and about 0.1 s more (1.5 s
@@ -1394,25 +1415,10 @@ def main():
         ap.error("lichen-base runs the --baseline revision: give --baseline")
     scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()] \
         or list(SCENARIOS)
-    for s in servers:
-        if s not in SERVERS:
-            ap.error("unknown server %r (known: %s)" % (s, ", ".join(SERVERS)))
-    for s in scenarios:
-        if s not in SCENARIOS:
-            ap.error("unknown scenario %r (known: %s)"
-                     % (s, ", ".join(SCENARIOS)))
-    servers = [s for s in SERVERS if s in servers]
-    scenarios = [s for s in SCENARIOS if s in scenarios]
-    if args.duration < 1:
-        ap.error("--duration must be positive")
-    if args.repeat < 1:
-        ap.error("--repeat must be positive")
-    estimate = estimate_seconds(servers, scenarios, args.duration,
-                                args.repeat)
-    if estimate > BUDGET:
-        ap.error("that would take about %d min; the budget is %d min: lower "
-                 "--duration or choose fewer servers or scenarios"
-                 % (estimate // 60, BUDGET // 60))
+    servers = chosen(ap, servers, SERVERS, "server")
+    scenarios = chosen(ap, scenarios, SCENARIOS, "scenario")
+    check_length(ap, args, estimate_seconds(servers, scenarios, args.duration,
+                                            args.repeat))
 
     procs = []
 
