@@ -240,7 +240,10 @@ static int field_is_ours(const char *p, size_t n)
 
 size_t lx_wshake_response_max(const lx_wshake_answer_t *a)
 {
-    return 256 + a->protocol.len + a->fields.len + a->server.len;
+    /* the status line and our three fields (127 bytes), the protocol's
+     * and the extension's names (52), the extension's parameters (at most
+     * 127: lx_wshake_deflate_answer's buffer), the CRLFs */
+    return 320 + a->protocol.len + a->fields.len + a->server.len;
 }
 
 size_t lx_wshake_response(const lx_wshake_answer_t *a, char *out)

@@ -3,6 +3,7 @@
 #include "../../csrc/wshake.c"
 
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "check.h"
 
@@ -145,9 +146,19 @@ static void test_deflate(void)
           "a quoted value");
 }
 
+/* The 101 into a buffer of exactly its bound (so that the sanitizer sees
+ * a byte written past it), NUL-terminated: free it. */
+static char *response(const lx_wshake_answer_t *a)
+{
+    char *out = malloc(lx_wshake_response_max(a) + 1);
+    size_t n = lx_wshake_response(a, out);
+    CHECK(n <= lx_wshake_response_max(a), "%zu bytes, within the bound", n);
+    out[n] = 0;
+    return out;
+}
+
 static void test_response(void)
 {
-    char out[1024];
     lx_deflate_t d = {1, 0, 1, 12, 15};
     const char *fields = "Set-Cookie: a=1\r\nContent-Length: 0\r\n"
                          "connection: keep-alive\r\n"
@@ -159,9 +170,7 @@ static void test_response(void)
         .fields = {fields, strlen(fields)},
         .server = {"Server: lichen\r\n", 16},
     };
-    size_t n = lx_wshake_response(&a, out);
-    out[n] = 0;
-    CHECK(n <= lx_wshake_response_max(&a), "within its bound");
+    char *out = response(&a);
     CHECK(strcmp(out, "HTTP/1.1 101 Switching Protocols\r\n"
                       "Upgrade: websocket\r\nConnection: Upgrade\r\n"
                       "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"
@@ -171,16 +180,26 @@ static void test_response(void)
                       "server_max_window_bits=12\r\n"
                       "Set-Cookie: a=1\r\nServer: lichen\r\n\r\n") == 0,
           "the 101, the application's framing and ours left out: %s", out);
+    free(out);
+    lx_deflate_t all = {1, 1, 1, 9, 9};
+    lx_wshake_answer_t every = {.accept = a.accept, .deflate = &all};
+    out = response(&every);
+    CHECK(strstr(out, "server_no_context_takeover; "
+                      "client_no_context_takeover; "
+                      "server_max_window_bits=9; "
+                      "client_max_window_bits=9\r\n") != NULL,
+          "every parameter: %s", out);
+    free(out);
     const char *own = "Server: app\r\n";
     lx_wshake_answer_t b = {
         .accept = a.accept, .fields = {own, strlen(own)}, .server = a.server};
-    n = lx_wshake_response(&b, out);
-    out[n] = 0;
+    out = response(&b);
     CHECK(strstr(out, "Server: app\r\n") != NULL &&
               strstr(out, "lichen") == NULL &&
               strstr(out, "Sec-WebSocket-Protocol") == NULL &&
               strstr(out, "Extensions") == NULL,
           "the application's Server, no protocol, no extension: %s", out);
+    free(out);
     lx_str_t v;
     CHECK(lx_wshake_field(fields, strlen(fields),
                           "sec-websocket-protocol:", &v) &&
