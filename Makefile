@@ -178,7 +178,11 @@ test-asan: deps
 		--exclude=./bench/.baseline . | tar -x -C $(VENV_ASAN)/src
 	cd $(VENV_ASAN)/src && LICHEN_SANITIZE=1 ../bin/pip install -q \
 		--no-build-isolation -e '.[test]'
+	# PYTHONMALLOC=malloc: Python objects come from malloc, not from
+	# pymalloc's arenas, so that the sanitizer sees the engine write past
+	# one or use it after it was freed.
 	cd $(VENV_ASAN)/src && \
+		PYTHONMALLOC=malloc \
 		LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libstdc++.so.6)" \
 		ASAN_OPTIONS=detect_leaks=0:quarantine_size_mb=8 \
 		../bin/python -m pytest -q -p no:cacheprovider -m "not heavy" \
