@@ -1417,8 +1417,9 @@ def main():
         or list(SCENARIOS)
     servers = chosen(ap, servers, SERVERS, "server")
     scenarios = chosen(ap, scenarios, SCENARIOS, "scenario")
-    check_length(ap, args, estimate_seconds(servers, scenarios, args.duration,
-                                            args.repeat))
+    estimate = estimate_seconds(servers, scenarios, args.duration,
+                                args.repeat)
+    check_length(ap, args, estimate)
 
     procs = []
 

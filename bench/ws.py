@@ -758,8 +758,9 @@ def main():
         or list(SCENARIOS)
     servers = base.chosen(ap, servers, SERVERS, "server")
     scenarios = base.chosen(ap, scenarios, SCENARIOS, "scenario")
-    base.check_length(ap, args, estimate_seconds(servers, scenarios,
-                                                 args.duration, args.repeat))
+    estimate = estimate_seconds(servers, scenarios, args.duration,
+                                args.repeat)
+    base.check_length(ap, args, estimate)
 
     procs = []
 
