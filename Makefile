@@ -39,6 +39,7 @@ deps:
 	$(PYTHON) -c 'import ensurepip, venv' >/dev/null 2>&1 \
 		|| missing="$$missing python3-venv"; \
 	[ -e /usr/include/zlib.h ] || missing="$$missing zlib1g-dev"; \
+	[ -e /usr/include/openssl/ssl.h ] || missing="$$missing libssl-dev"; \
 	if [ -n "$$missing" ]; then \
 		echo "== installing Debian packages:$$missing"; \
 		command -v apt-get >/dev/null 2>&1 || { \
@@ -97,7 +98,7 @@ ctest:
 	@set -e; for src in $(C_TESTS); do \
 		name=$$(basename $$src .c); \
 		echo "== ctest $$name"; \
-		$(CC) $(SAN_CFLAGS) $$src -o tests/c/bin/$$name -lz; \
+		$(CC) $(SAN_CFLAGS) $$src -o tests/c/bin/$$name -lz -lssl -lcrypto; \
 		./tests/c/bin/$$name; \
 	done
 

@@ -40,7 +40,7 @@ setup(
             include_dirs=["csrc", greenlet_include()],
             extra_compile_args=cflags,
             extra_link_args=ldflags,
-            libraries=["z"],
+            libraries=["z", "ssl", "crypto"],
         )
     ]
 )

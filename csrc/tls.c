@@ -1,0 +1,454 @@
+/* TLS over a connection's socket, with OpenSSL: the server's context and
+ * each connection's handshake, reads and writes, non-blocking. */
+#define _GNU_SOURCE
+#include "tls.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+/* Mozilla's "intermediate" TLS 1.2 suites without the DHE ones: ECDHE
+ * with AES-GCM or ChaCha20-Poly1305, ECDSA keys first. TLS 1.3's suites
+ * are OpenSSL's (all three AEADs). */
+#define DEFAULT_CIPHERS                                          \
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:" \
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:" \
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+/* Writes up to this many bytes are gathered into one record. */
+#define GATHER 16384
+/* Sessions kept for resumption by id (tickets need none). */
+#define SESSION_CACHE 20480
+
+struct lx_tls_ctx {
+    SSL_CTX *ctx;
+    int cert_reqs;
+};
+
+struct lx_tls {
+    SSL *ssl;
+    char error[160];
+};
+
+/* ------------------------------------------------------------------ */
+/* the context */
+
+/* The reason of OpenSSL's last error (the queue emptied), prefixed. */
+static void reason(char *err, size_t cap, const char *what, const char *arg)
+{
+    unsigned long e = ERR_peek_last_error();
+    char buf[256] = "";
+    if (e != 0)
+        ERR_error_string_n(e, buf, sizeof(buf));
+    ERR_clear_error();
+    if (err != NULL && cap > 0)
+        snprintf(err, cap, "%s%s%s%s%s", what, arg ? " " : "", arg ? arg : "",
+                 e ? ": " : "", buf);
+}
+
+static int password_cb(char *buf, int size, int rwflag, void *u)
+{
+    (void)rwflag;
+    const char *pw = u;
+    if (pw == NULL)
+        return 0;
+    size_t n = strlen(pw);
+    if (n > (size_t)size)
+        return 0;
+    memcpy(buf, pw, n);
+    return (int)n;
+}
+
+/* ALPN: http/1.1 when offered, else no protocol (the client may go on
+ * without one). */
+static int alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                   const unsigned char *in, unsigned int inlen, void *arg)
+{
+    (void)ssl;
+    (void)arg;
+    unsigned int i = 0;
+    while (i < inlen) {
+        unsigned int n = in[i];
+        if (i + 1 + n > inlen)
+            break;
+        if (n == 8 && memcmp(in + i + 1, "http/1.1", 8) == 0) {
+            *out = in + i + 1;
+            *outlen = (unsigned char)n;
+            return SSL_TLSEXT_ERR_OK;
+        }
+        i += 1 + n;
+    }
+    return SSL_TLSEXT_ERR_NOACK;
+}
+
+/* --cert-reqs optional: a certificate that fails verification is taken,
+ * and reported as FAILED (lx_tls_client_verify). */
+static int verify_optional(int ok, X509_STORE_CTX *store)
+{
+    (void)ok;
+    (void)store;
+    return 1;
+}
+
+/* The certificate and key of o into ctx: LX_OK or LX_ERR with err. */
+static int load_identity(SSL_CTX *ctx, const lx_tls_opts_t *o, char *err,
+                         size_t cap)
+{
+    if (o->certfile == NULL) {
+        snprintf(err, cap, "no certificate file");
+        return LX_ERR;
+    }
+    SSL_CTX_set_default_passwd_cb(ctx, password_cb);
+    SSL_CTX_set_default_passwd_cb_userdata(ctx, (void *)o->password);
+    if (SSL_CTX_use_certificate_chain_file(ctx, o->certfile) != 1) {
+        reason(err, cap, "cannot load the certificate", o->certfile);
+        return LX_ERR;
+    }
+    const char *key = o->keyfile ? o->keyfile : o->certfile;
+    if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
+        int mismatch = ERR_GET_REASON(ERR_peek_last_error()) ==
+                       X509_R_KEY_VALUES_MISMATCH;
+        reason(err, cap,
+               mismatch ? "the private key does not match the certificate"
+                        : "cannot load the private key",
+               key);
+        return LX_ERR;
+    }
+    if (SSL_CTX_check_private_key(ctx) != 1) {
+        reason(err, cap, "the private key does not match the certificate",
+               key);
+        return LX_ERR;
+    }
+    /* the password is not needed any more (and o's strings may go) */
+    SSL_CTX_set_default_passwd_cb_userdata(ctx, NULL);
+    return LX_OK;
+}
+
+static SSL_CTX *ctx_new(const lx_tls_opts_t *o, char *err, size_t cap)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    if (ctx == NULL) {
+        reason(err, cap, "cannot make a TLS context", NULL);
+        return NULL;
+    }
+    int min = o->min_version == 13 ? TLS1_3_VERSION : TLS1_2_VERSION;
+    if (o->min_version != 12 && o->min_version != 13 && o->min_version != 0) {
+        snprintf(err, cap, "the minimum TLS version is 1.2 or 1.3");
+        goto fail;
+    }
+    SSL_CTX_set_min_proto_version(ctx, min);
+    /* no renegotiation at all (OpenSSL 3 refuses the client's by default;
+     * this refuses it on any version) */
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
+                              SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                              SSL_MODE_RELEASE_BUFFERS);
+    if (SSL_CTX_set_cipher_list(ctx, o->ciphers ? o->ciphers
+                                                : DEFAULT_CIPHERS) != 1) {
+        reason(err, cap, "no usable cipher in", o->ciphers);
+        goto fail;
+    }
+    static const unsigned char sid[] = "lichen";
+    SSL_CTX_set_session_id_context(ctx, sid, sizeof(sid) - 1);
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
+    SSL_CTX_sess_set_cache_size(ctx, SESSION_CACHE);
+    SSL_CTX_set_alpn_select_cb(ctx, alpn_cb, NULL);
+    if (load_identity(ctx, o, err, cap) < 0)
+        goto fail;
+    if (o->cert_reqs != LX_TLS_CERT_NONE) {
+        if (o->ca_certs == NULL) {
+            snprintf(err, cap, "client certificates need --ca-certs");
+            goto fail;
+        }
+        if (SSL_CTX_load_verify_locations(ctx, o->ca_certs, NULL) != 1) {
+            reason(err, cap, "cannot load the CA certificates", o->ca_certs);
+            goto fail;
+        }
+        STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(o->ca_certs);
+        if (names != NULL)
+            SSL_CTX_set_client_CA_list(ctx, names);
+        if (o->cert_reqs == LX_TLS_CERT_REQUIRED)
+            SSL_CTX_set_verify(
+                ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+        else
+            SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, verify_optional);
+    } else if (o->ca_certs != NULL &&
+               SSL_CTX_load_verify_locations(ctx, o->ca_certs, NULL) != 1) {
+        reason(err, cap, "cannot load the CA certificates", o->ca_certs);
+        goto fail;
+    }
+    return ctx;
+fail:
+    SSL_CTX_free(ctx);
+    return NULL;
+}
+
+lx_tls_ctx_t *lx_tls_ctx_new(const lx_tls_opts_t *o, char *err, size_t cap)
+{
+    lx_tls_ctx_t *x = calloc(1, sizeof(*x));
+    if (x == NULL) {
+        snprintf(err, cap, "out of memory");
+        return NULL;
+    }
+    x->ctx = ctx_new(o, err, cap);
+    if (x->ctx == NULL) {
+        free(x);
+        return NULL;
+    }
+    x->cert_reqs = o->cert_reqs;
+    return x;
+}
+
+void lx_tls_ctx_free(lx_tls_ctx_t *x)
+{
+    if (x == NULL)
+        return;
+    SSL_CTX_free(x->ctx);
+    free(x);
+}
+
+int lx_tls_ctx_reload(lx_tls_ctx_t *x, const lx_tls_opts_t *o, char *err,
+                      size_t cap)
+{
+    /* A fresh context checks the new files whole; only then does the
+     * live one take them (a connection keeps the context it began with). */
+    SSL_CTX *fresh = ctx_new(o, err, cap);
+    if (fresh == NULL)
+        return LX_ERR;
+    SSL_CTX_free(fresh);
+    if (load_identity(x->ctx, o, err, cap) < 0)
+        return LX_ERR;
+    return LX_OK;
+}
+
+int lx_tls_hello(const uint8_t *buf, size_t n)
+{
+    if (n == 0)
+        return LX_AGAIN;
+    return buf[0] == 0x16; /* handshake record */
+}
+
+/* ------------------------------------------------------------------ */
+/* a connection */
+
+lx_tls_t *lx_tls_new(lx_tls_ctx_t *x, int fd)
+{
+    lx_tls_t *t = calloc(1, sizeof(*t));
+    if (t == NULL)
+        return NULL;
+    t->ssl = SSL_new(x->ctx);
+    if (t->ssl != NULL)
+        SSL_set_accept_state(t->ssl);
+    if (t->ssl == NULL || SSL_set_fd(t->ssl, fd) != 1) {
+        SSL_free(t->ssl);
+        free(t);
+        ERR_clear_error();
+        return NULL;
+    }
+    return t;
+}
+
+void lx_tls_free(lx_tls_t *t)
+{
+    if (t == NULL)
+        return;
+    /* OpenSSL drops the session of a connection freed without a close
+     * from its cache: a client that simply went away may still resume
+     * (nginx does the same); one that failed may not. */
+    if (t->error[0] == 0)
+        SSL_set_shutdown(t->ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+    SSL_free(t->ssl);
+    free(t);
+}
+
+/* The outcome of a call that returned rc <= 0, as our codes. */
+static int outcome(lx_tls_t *t, int rc, const char *what)
+{
+    int e = SSL_get_error(t->ssl, rc);
+    switch (e) {
+    case SSL_ERROR_WANT_READ:
+        return LX_AGAIN;
+    case SSL_ERROR_WANT_WRITE:
+        return LX_TLS_WANT_WRITE;
+    case SSL_ERROR_ZERO_RETURN:
+        return 0;
+    case SSL_ERROR_SYSCALL:
+        if (ERR_peek_error() == 0) {
+            snprintf(t->error, sizeof(t->error), "%s: %s", what,
+                     errno ? strerror(errno) : "the client closed");
+            ERR_clear_error();
+            return LX_ERR;
+        }
+        /* fall through */
+    default:
+        reason(t->error, sizeof(t->error), what, NULL);
+        return LX_ERR;
+    }
+}
+
+int lx_tls_handshake(lx_tls_t *t)
+{
+    ERR_clear_error();
+    int rc = SSL_do_handshake(t->ssl);
+    if (rc == 1)
+        return LX_OK;
+    rc = outcome(t, rc, "TLS handshake");
+    return rc == 0 ? LX_ERR : rc;
+}
+
+ssize_t lx_tls_recv(lx_tls_t *t, void *buf, size_t n)
+{
+    size_t got = 0;
+    ERR_clear_error();
+    if (SSL_read_ex(t->ssl, buf, n, &got) == 1)
+        return (ssize_t)got;
+    int rc = outcome(t, 0, "TLS read");
+    if (rc == LX_ERR && SSL_get_error(t->ssl, 0) == SSL_ERROR_SYSCALL &&
+        errno == 0)
+        return 0; /* the stream ended without close_notify */
+    return rc;
+}
+
+size_t lx_tls_pending(const lx_tls_t *t)
+{
+    return (size_t)SSL_pending(t->ssl);
+}
+
+ssize_t lx_tls_writev(lx_tls_t *t, const struct iovec *iov, int iovcnt)
+{
+    size_t total = 0;
+    int i;
+    for (i = 0; i < iovcnt; i++)
+        total += iov[i].iov_len;
+    if (total == 0)
+        return 0;
+    const void *data = NULL;
+    size_t len = 0;
+    char gather[GATHER];
+    if (iovcnt > 1 && total <= GATHER) {
+        /* one record for the head and a small body */
+        for (i = 0; i < iovcnt; i++) {
+            memcpy(gather + len, iov[i].iov_base, iov[i].iov_len);
+            len += iov[i].iov_len;
+        }
+        data = gather;
+    } else {
+        for (i = 0; i < iovcnt && iov[i].iov_len == 0; i++)
+            ;
+        data = iov[i].iov_base;
+        len = iov[i].iov_len;
+    }
+    size_t done = 0;
+    ERR_clear_error();
+    if (SSL_write_ex(t->ssl, data, len, &done) == 1)
+        return (ssize_t)done;
+    int rc = outcome(t, 0, "TLS write");
+    if (rc == LX_TLS_WANT_WRITE)
+        return LX_AGAIN;
+    if (rc == 0 || rc == LX_AGAIN) {
+        snprintf(t->error, sizeof(t->error), "TLS write: the client closed");
+        return LX_ERR;
+    }
+    return rc;
+}
+
+void lx_tls_close(lx_tls_t *t)
+{
+    ERR_clear_error();
+    if (SSL_is_init_finished(t->ssl))
+        (void)SSL_shutdown(t->ssl);
+    ERR_clear_error();
+}
+
+const char *lx_tls_version(const lx_tls_t *t)
+{
+    return SSL_get_version(t->ssl);
+}
+
+const char *lx_tls_cipher(const lx_tls_t *t)
+{
+    return SSL_get_cipher_name(t->ssl);
+}
+
+const char *lx_tls_alpn(const lx_tls_t *t, size_t *len)
+{
+    const unsigned char *p = NULL;
+    unsigned int n = 0;
+    SSL_get0_alpn_selected(t->ssl, &p, &n);
+    *len = n;
+    return p != NULL ? (const char *)p : "";
+}
+
+int lx_tls_resumed(const lx_tls_t *t)
+{
+    return SSL_session_reused(t->ssl);
+}
+
+void lx_tls_client_verify(const lx_tls_t *t, char *out, size_t cap)
+{
+    X509 *cert = SSL_get0_peer_certificate(t->ssl);
+    if (cert == NULL) {
+        snprintf(out, cap, "NONE");
+        return;
+    }
+    long v = SSL_get_verify_result(t->ssl);
+    if (v == X509_V_OK)
+        snprintf(out, cap, "SUCCESS");
+    else
+        snprintf(out, cap, "FAILED:%s", X509_verify_cert_error_string(v));
+}
+
+/* What a memory BIO holds, NUL-terminated into out: its length, 0 when
+ * it does not fit. */
+static size_t bio_out(BIO *b, char *out, size_t cap)
+{
+    char *p;
+    long n = BIO_get_mem_data(b, &p);
+    size_t len = n > 0 ? (size_t)n : 0;
+    if (len + 1 > cap)
+        len = 0;
+    else
+        memcpy(out, p, len);
+    if (cap > 0)
+        out[len] = 0;
+    BIO_free(b);
+    return len;
+}
+
+size_t lx_tls_client_dn(const lx_tls_t *t, int issuer, char *out, size_t cap)
+{
+    X509 *cert = SSL_get0_peer_certificate(t->ssl);
+    BIO *b = cert ? BIO_new(BIO_s_mem()) : NULL;
+    if (b == NULL) {
+        if (cap > 0)
+            out[0] = 0;
+        return 0;
+    }
+    X509_NAME *name =
+        issuer ? X509_get_issuer_name(cert) : X509_get_subject_name(cert);
+    X509_NAME_print_ex(b, name, 0, XN_FLAG_RFC2253);
+    return bio_out(b, out, cap);
+}
+
+size_t lx_tls_client_pem(const lx_tls_t *t, char *out, size_t cap)
+{
+    X509 *cert = SSL_get0_peer_certificate(t->ssl);
+    BIO *b = cert ? BIO_new(BIO_s_mem()) : NULL;
+    if (b == NULL) {
+        if (cap > 0)
+            out[0] = 0;
+        return 0;
+    }
+    PEM_write_bio_X509(b, cert);
+    return bio_out(b, out, cap);
+}
+
+const char *lx_tls_error(const lx_tls_t *t)
+{
+    return t->error;
+}
