@@ -771,7 +771,22 @@ static PyObject *ws_get_version(PyObject *self, void *c)
 GETTER(environ)
 GETTER(path)
 GETTER(origin)
-GETTER(protocol)
+
+/* The subprotocol: the one the 101 named, or before it goes the one the
+ * application's start_response('101 ...') names (checked against the
+ * client's offer when the 101 goes). */
+static PyObject *ws_get_protocol(PyObject *self, void *closure)
+{
+    (void)closure;
+    WebSocketObject *ws = (WebSocketObject *)self;
+    lx_str_t fields, v;
+    if (ws->state == WS_NEW && ws->req != NULL &&
+        (fields = app_fields(ws->req)).base != NULL &&
+        lx_wshake_field(fields.base, fields.len,
+                        "sec-websocket-protocol:", &v))
+        return PyUnicode_DecodeLatin1(v.base, (Py_ssize_t)v.len, NULL);
+    return Py_NewRef(ws->protocol != NULL ? ws->protocol : Py_None);
+}
 
 static PyMethodDef ws_methods[] = {
     {"receive", ws_receive, METH_NOARGS,

@@ -254,12 +254,14 @@ def test_client_disconnect_without_close(serve):
 @plain_errors
 def subprotocol_app(environ, start_response):
     """Chooses 'chat' if the path says so; reports what lichen negotiated
-    (ws.protocol read after the first send, which sends the 101)."""
+    (ws.protocol read before the 101 and after the first send, which sends
+    it)."""
+    ws = environ['wsgi.websocket']
     if environ['PATH_INFO'] == '/choose':
         start_response('101 Switching Protocols', [('Sec-WebSocket-Protocol', 'chat')])
-    ws = environ['wsgi.websocket']
+    before = ws.protocol  # chosen, the 101 not sent yet
     ws.send('opened')
-    ws.send(json.dumps({'protocol': ws.protocol}))
+    ws.send(json.dumps({'protocol': ws.protocol, 'before': before}))
     ws.receive()
     return []
 
@@ -270,7 +272,8 @@ def test_subprotocol_chosen(serve):
         assert ws.subprotocol == 'chat'
         assert ws.response.headers['Sec-WebSocket-Protocol'] == 'chat'
         assert ws.recv(timeout=5) == 'opened'
-        assert json.loads(ws.recv(timeout=5)) == {'protocol': 'chat'}
+        assert json.loads(ws.recv(timeout=5)) == {'protocol': 'chat',
+                                                  'before': 'chat'}
 
 
 def test_no_subprotocol_when_app_does_not_choose(serve):
@@ -278,7 +281,8 @@ def test_no_subprotocol_when_app_does_not_choose(serve):
     ws = WSClient(srv.address, protocols=['chat'])
     assert ws.protocol is None and not ws.response.has('sec-websocket-protocol')
     assert ws.recv_message() == text('opened')
-    assert json.loads(ws.recv_message().data) == {'protocol': None}
+    assert json.loads(ws.recv_message().data) == {'protocol': None,
+                                                  'before': None}
     ws.close_cleanly()
 
 
