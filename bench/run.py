@@ -973,6 +973,38 @@ def runs_in(name, scn):
     return scn != "workers2" or name in TWO_WORKERS
 
 
+def arg_parser(doc, servers, scenarios, run, repeat, repeat_help, name,
+               out_help):
+    """The options the benchmark scripts share."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    ap.add_argument("--only", default="",
+                    help="comma-separated servers (default: all): "
+                    + ", ".join(servers))
+    ap.add_argument("--scenarios", default="",
+                    help="comma-separated scenarios (default: all): "
+                    + ", ".join(scenarios))
+    ap.add_argument("--duration", type=int, default=5,
+                    help="seconds of each measured %s run, after a 1 s "
+                    "warm-up (default 5)" % run)
+    ap.add_argument("--repeat", type=int, default=repeat, help=repeat_help)
+    ap.add_argument("--out", default=OUT_DIR, help=out_help)
+    ap.add_argument("--name", default=name,
+                    help="base name of the page (default %s)" % name)
+    ap.add_argument("--list", action="store_true",
+                    help="list servers and scenarios, and exit")
+    return ap
+
+
+def list_choices(servers, scenarios):
+    """--list: the servers and the scenarios, a line each."""
+    width = max(len(n) for n in list(servers) + list(scenarios)) + 1
+    for n, (_, _, note) in servers.items():
+        print("server   %-*s %s" % (width, n, note))
+    for n, sc in scenarios.items():
+        print("scenario %-*s %s" % (width, n, sc["title"]))
+    return 0
+
+
 def chosen(ap, wanted, known, what):
     """The names given (--only, --scenarios) in the order of known; an
     unknown one is the command line's error."""
@@ -1375,38 +1407,19 @@ def chart(results, servers, scenarios, path):
 
 def main():
     global baseline, static_dir
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--only", default="",
-                    help="comma-separated servers (default: all): "
-                    + ", ".join(SERVERS))
-    ap.add_argument("--scenarios", default="",
-                    help="comma-separated scenarios (default: all): "
-                    + ", ".join(SCENARIOS))
-    ap.add_argument("--duration", type=int, default=5,
-                    help="seconds of each measured wrk run, after a 1 s "
-                    "warm-up (default 5)")
-    ap.add_argument("--repeat", type=int, default=1,
-                    help="measure each scenario in N rounds across the "
-                    "servers and report the median by CPU per request, "
-                    "with the spread (default 1)")
-    ap.add_argument("--out", default=OUT_DIR,
-                    help="directory of NAME.md and NAME.png "
-                    "(default docs/benchmarks)")
-    ap.add_argument("--name", default="results",
-                    help="base name of the page and chart (default results)")
+    ap = arg_parser(__doc__, SERVERS, SCENARIOS, "wrk", 1,
+                    "measure each scenario in N rounds across the servers "
+                    "and report the median by CPU per request, with the "
+                    "spread (default 1)", "results",
+                    "directory of NAME.md and NAME.png (default "
+                    "docs/benchmarks)")
     ap.add_argument("--baseline", metavar="REV",
                     help="also run lichen at git revision REV (checked out "
                     "and built in bench/.baseline) as lichen-base, side by "
                     "side with this tree's")
-    ap.add_argument("--list", action="store_true",
-                    help="list servers and scenarios, and exit")
     args = ap.parse_args()
     if args.list:
-        for n, (_, _, note) in SERVERS.items():
-            print("server   %-22s %s" % (n, note))
-        for n, sc in SCENARIOS.items():
-            print("scenario %-22s %s" % (n, sc["title"]))
-        return 0
+        return list_choices(SERVERS, SCENARIOS)
     servers = [s.strip() for s in args.only.split(",") if s.strip()] \
         or [s for s in SERVERS if s != "lichen-base"]
     if args.baseline and "lichen-base" not in servers:

@@ -45,7 +45,6 @@ The peers run in bench/.venv-peers (created and filled from PyPI as
 bench/run.py does: gevent, gevent-websocket, websockets); lichen in the
 project venv .venv.  Standard library only.
 """
-import argparse
 import os
 import re
 import statistics
@@ -726,32 +725,13 @@ def targets(results):
 # --------------------------------------------------------------- main
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--only", default="",
-                    help="comma-separated servers (default: all): "
-                    + ", ".join(SERVERS))
-    ap.add_argument("--scenarios", default="",
-                    help="comma-separated scenarios (default: all): "
-                    + ", ".join(SCENARIOS))
-    ap.add_argument("--duration", type=int, default=5,
-                    help="seconds of each measured echo run, after a 1 s "
-                    "warm-up (default 5)")
-    ap.add_argument("--repeat", type=int, default=3,
-                    help="measure each scenario in N rounds across the "
-                    "servers (default 3)")
-    ap.add_argument("--out", default=OUT_DIR,
-                    help="directory of NAME.md (default docs/benchmarks)")
-    ap.add_argument("--name", default="websockets",
-                    help="base name of the page (default websockets)")
-    ap.add_argument("--list", action="store_true",
-                    help="list servers and scenarios, and exit")
+    ap = base.arg_parser(__doc__, SERVERS, SCENARIOS, "echo", 3,
+                         "measure each scenario in N rounds across the "
+                         "servers (default 3)", "websockets",
+                         "directory of NAME.md (default docs/benchmarks)")
     args = ap.parse_args()
     if args.list:
-        for n, (_, _, note) in SERVERS.items():
-            print("server   %-17s %s" % (n, note))
-        for n, sc in SCENARIOS.items():
-            print("scenario %-17s %s" % (n, sc["title"]))
-        return 0
+        return base.list_choices(SERVERS, SCENARIOS)
     servers = [s.strip() for s in args.only.split(",") if s.strip()] \
         or list(SERVERS)
     scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()] \

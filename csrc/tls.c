@@ -420,15 +420,23 @@ static size_t bio_out(BIO *b, char *out, size_t cap)
     return len;
 }
 
+/* The client's certificate and a memory BIO to write it to, or NULL
+ * (none, or no memory: out then empty). */
+static BIO *cert_bio(const lx_tls_t *t, X509 **cert, char *out, size_t cap)
+{
+    *cert = SSL_get0_peer_certificate(t->ssl);
+    BIO *b = *cert ? BIO_new(BIO_s_mem()) : NULL;
+    if (b == NULL && cap > 0)
+        out[0] = 0;
+    return b;
+}
+
 size_t lx_tls_client_dn(const lx_tls_t *t, int issuer, char *out, size_t cap)
 {
-    X509 *cert = SSL_get0_peer_certificate(t->ssl);
-    BIO *b = cert ? BIO_new(BIO_s_mem()) : NULL;
-    if (b == NULL) {
-        if (cap > 0)
-            out[0] = 0;
+    X509 *cert;
+    BIO *b = cert_bio(t, &cert, out, cap);
+    if (b == NULL)
         return 0;
-    }
     X509_NAME *name =
         issuer ? X509_get_issuer_name(cert) : X509_get_subject_name(cert);
     X509_NAME_print_ex(b, name, 0, XN_FLAG_RFC2253);
@@ -437,13 +445,10 @@ size_t lx_tls_client_dn(const lx_tls_t *t, int issuer, char *out, size_t cap)
 
 size_t lx_tls_client_pem(const lx_tls_t *t, char *out, size_t cap)
 {
-    X509 *cert = SSL_get0_peer_certificate(t->ssl);
-    BIO *b = cert ? BIO_new(BIO_s_mem()) : NULL;
-    if (b == NULL) {
-        if (cap > 0)
-            out[0] = 0;
+    X509 *cert;
+    BIO *b = cert_bio(t, &cert, out, cap);
+    if (b == NULL)
         return 0;
-    }
     PEM_write_bio_X509(b, cert);
     return bio_out(b, out, cap);
 }

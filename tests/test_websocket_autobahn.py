@@ -125,32 +125,28 @@ def test_1_x_64bit_length_with_top_bit_fails(addr):
 
 # -- 2: pings and pongs -------------------------------------------------------
 
-def test_2_1_ping_empty(addr):
+def _pong_echoes(addr, payload):
+    """A ping gets a pong with its payload, and the websocket goes on."""
     ws = WSClient(addr)
-    ws.send_ping(b'')
-    assert ws.recv() == Pong(b'')
+    ws.send_ping(payload)
+    assert ws.recv() == Pong(payload)
     ws.close_cleanly()
+
+
+def test_2_1_ping_empty(addr):
+    _pong_echoes(addr, b'')
 
 
 def test_2_2_ping_text_payload(addr):
-    ws = WSClient(addr)
-    ws.send_ping(b'Hello, world!')
-    assert ws.recv() == Pong(b'Hello, world!')
-    ws.close_cleanly()
+    _pong_echoes(addr, b'Hello, world!')
 
 
 def test_2_3_ping_binary_payload(addr):
-    ws = WSClient(addr)
-    ws.send_ping(b'\x00\xff\xfe\xfd\xfc\xfb\x00\xff')
-    assert ws.recv() == Pong(b'\x00\xff\xfe\xfd\xfc\xfb\x00\xff')
-    ws.close_cleanly()
+    _pong_echoes(addr, b'\x00\xff\xfe\xfd\xfc\xfb\x00\xff')
 
 
 def test_2_4_ping_125(addr):
-    ws = WSClient(addr)
-    ws.send_ping(b'\xfe' * 125)
-    assert ws.recv() == Pong(b'\xfe' * 125)
-    ws.close_cleanly()
+    _pong_echoes(addr, b'\xfe' * 125)
 
 
 def test_2_5_ping_126_fails(addr):
