@@ -99,16 +99,23 @@ static int send_frame(WebSocketObject *ws, int opcode, int rsv1,
     return 0;
 }
 
-/* The connection failed under a send: the websocket is closed, and the
- * error is the application's WebSocketError. */
+/* A send failed with the exception set. Thrown into a sender waiting for
+ * room (GreenletExit, a gevent.Timeout), it goes up as it is and the
+ * websocket goes on: the frame is queued whole. Else the connection
+ * failed (or a frame could not be queued whole: no memory), the websocket
+ * is closed, and the client's going away is the application's
+ * WebSocketError. */
 static PyObject *send_failed(WebSocketObject *ws)
 {
+    int gone = PyErr_ExceptionMatches(ws->srv->st->ClientDisconnected) ||
+               PyErr_ExceptionMatches(PyExc_OSError);
+    if (!gone && !PyErr_ExceptionMatches(PyExc_MemoryError))
+        return NULL;
     ws->state = WS_CLOSED;
     if (ws->conn != NULL)
         ws->conn->flags |= LX_CONN_F_BROKEN;
-    if (!PyErr_ExceptionMatches(ws->srv->st->ClientDisconnected) &&
-        !PyErr_ExceptionMatches(PyExc_OSError))
-        return NULL; /* thrown in (GreenletExit, a timeout): as it is */
+    if (!gone)
+        return NULL;
     PyErr_Clear();
     return ws_error(ws, "the websocket's client went away");
 }

@@ -662,6 +662,44 @@ def test_slow_client_send_waits_others_not_blocked(serve, driver):
     slow.close_cleanly()
 
 
+@pytest.mark.parametrize('driver', ['gevent'])
+def test_timeout_in_a_waiting_send_leaves_the_websocket_open(serve, driver):
+    """A gevent.Timeout thrown into a send() that waits for a slow client
+    goes up to the application as it is; the frame was queued whole, so the
+    websocket goes on: the client gets every message, whole and in order,
+    and the application's next send and receive work."""
+    import gevent
+    seen = {}
+    N, SIZE = 64, 65536
+
+    def app(environ, start_response):
+        ws = environ['wsgi.websocket']
+        sent = 0
+        try:
+            with gevent.Timeout(0.3):
+                for i in range(N):
+                    ws.send(bytes([i]) * SIZE)
+                    sent += 1
+        except gevent.Timeout:
+            seen['timeout'] = True
+        seen['sent'] = sent
+        seen['closed'] = ws.closed
+        ws.send('after')
+        seen['got'] = ws.receive()
+        return []
+
+    srv = serve(app, ws_max_queue=64 * 1024)
+    slow = WSClient(srv.address, rcvbuf=65536, timeout=10)
+    assert support.wait_for(lambda: 'sent' in seen)
+    assert seen['timeout'] and not seen['closed'] and seen['sent'] < N, seen
+    for i in range(seen['sent'] + 1):  # the one the timeout cut is whole too
+        assert slow.recv_message(timeout=10) == binary(bytes([i]) * SIZE), i
+    assert slow.recv_message(timeout=10) == text('after')
+    slow.send_message('bye')
+    assert support.wait_for(lambda: seen.get('got') == 'bye'), seen
+    slow.expect_close(1000)
+
+
 @pytest.mark.parametrize('driver', ['serve_forever', 'gevent'])
 def test_idle_websockets_do_not_stop_other_requests(serve, driver):
     def app(environ, start_response):
