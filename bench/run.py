@@ -995,6 +995,23 @@ def arg_parser(doc, servers, scenarios, run, repeat, repeat_help, name,
     return ap
 
 
+def command_line(script, args, servers, scenarios, repeat, name):
+    """The command that makes this page, for the page: the options given
+    that differ from the defaults (repeat, name)."""
+    cmd = "python3 " + script
+    if args.only:
+        cmd += " --only " + ",".join(servers)
+    if args.scenarios:
+        cmd += " --scenarios " + ",".join(scenarios)
+    if args.duration != 5:
+        cmd += " --duration %d" % args.duration
+    if args.repeat != repeat:
+        cmd += " --repeat %d" % args.repeat
+    if args.name != name:
+        cmd += " --name " + args.name
+    return cmd
+
+
 def list_choices(servers, scenarios):
     """--list: the servers and the scenarios, a line each."""
     width = max(len(n) for n in list(servers) + list(scenarios)) + 1
@@ -1494,17 +1511,8 @@ def main():
             shutil.rmtree(static_dir, ignore_errors=True)
 
     elapsed = time.monotonic() - started
-    cmd = "python3 bench/run.py"
-    if args.only:
-        cmd += " --only " + ",".join(servers)
-    if args.scenarios:
-        cmd += " --scenarios " + ",".join(scenarios)
-    if args.duration != 5:
-        cmd += " --duration %d" % args.duration
-    if args.repeat != 1:
-        cmd += " --repeat %d" % args.repeat
-    if args.name != "results":
-        cmd += " --name " + args.name
+    cmd = command_line("bench/run.py", args, servers, scenarios, 1,
+                       "results")
     if args.baseline:
         cmd += " --baseline " + args.baseline
     sections = [table(s, servers, results) for s in scenarios]

@@ -786,17 +786,8 @@ def main():
             base.stop(p)
 
     elapsed = time.monotonic() - started
-    cmd = "python3 bench/ws.py"
-    if args.only:
-        cmd += " --only " + ",".join(servers)
-    if args.scenarios:
-        cmd += " --scenarios " + ",".join(scenarios)
-    if args.duration != 5:
-        cmd += " --duration %d" % args.duration
-    if args.repeat != 3:
-        cmd += " --repeat %d" % args.repeat
-    if args.name != "websockets":
-        cmd += " --name " + args.name
+    cmd = base.command_line("bench/ws.py", args, servers, scenarios, 3,
+                            "websockets")
     sections = []
     for scn in scenarios:
         sections.append(broadcast_table(servers, results)

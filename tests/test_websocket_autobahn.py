@@ -304,17 +304,23 @@ def _frames(spec):
     return [build_frame(op, p, fin=fin) for op, p, fin in spec]
 
 
-@pytest.mark.parametrize('chop', ['one', 'frames', 'octets'],
-                         ids=['5_3_one_chop', '5_4_framewise', '5_5_octetwise'])
-def test_5_3_to_5_5_text_two_fragments(addr, chop):
-    ws = WSClient(addr)
-    frames = _frames(TWO_FRAGMENTS)
+def _send_chopped(ws, frames, chop):
+    """frames in one write ('one'), a write each ('frames'), or a byte at
+    a time ('octets')."""
     if chop == 'frames':
         for f in frames:
             ws.send_raw(f)
             time.sleep(0.01)
     else:
         ws.send_raw(b''.join(frames), chop=1 if chop == 'octets' else None)
+
+
+@pytest.mark.parametrize('chop', ['one', 'frames', 'octets'],
+                         ids=['5_3_one_chop', '5_4_framewise', '5_5_octetwise'])
+def test_5_3_to_5_5_text_two_fragments(addr, chop):
+    ws = WSClient(addr)
+    frames = _frames(TWO_FRAGMENTS)
+    _send_chopped(ws, frames, chop)
     m = ws.recv_message()
     assert m == text('fragment1fragment2'), m
     ws.close_cleanly()
@@ -326,12 +332,7 @@ def test_5_6_to_5_8_ping_between_fragments(addr, chop):
     """The pong comes first, then the message."""
     ws = WSClient(addr)
     frames = _frames([TWO_FRAGMENTS[0], (OP_PING, b'ping payload', True), TWO_FRAGMENTS[1]])
-    if chop == 'frames':
-        for f in frames:
-            ws.send_raw(f)
-            time.sleep(0.01)
-    else:
-        ws.send_raw(b''.join(frames), chop=1 if chop == 'octets' else None)
+    _send_chopped(ws, frames, chop)
     assert ws.recv() == Pong(b'ping payload')
     assert ws.recv() == text('fragment1fragment2')
     ws.close_cleanly()
