@@ -12,7 +12,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tlsconn.h"
 #include "wait.h"
+#include "xport.h"
 
 #define LINGER_MS 2000
 
@@ -39,6 +41,7 @@ void lx_conns_init(lx_server_t *srv, double t_header, double t_body,
     lx_timer_list_init(&srv->t_write, ms_of(t_write));
     lx_timer_list_init(&srv->t_keepalive, srv->keepalive_ms);
     lx_timer_list_init(&srv->t_linger, LINGER_MS);
+    lx_timer_list_init(&srv->t_handshake, 10000);
 }
 
 /* ------------------------------------------------------------------ */
@@ -91,6 +94,19 @@ static const char *status_text(int status)
 
 size_t lx_error_response(int status, char *buf, size_t cap, size_t *body_len)
 {
+    if (status == LX_STATUS_PLAIN_ON_TLS) {
+        static const char body[] =
+            "400 Bad Request: this port speaks HTTPS; use an https:// URL\n";
+        size_t dlen;
+        const char *date = lx_date_line(&dlen);
+        int n = snprintf(buf, cap,
+                         "HTTP/1.1 400 Bad Request\r\nContent-Type: "
+                         "text/plain\r\nContent-Length: %zu\r\nConnection: "
+                         "close\r\n%.*s\r\n%s",
+                         sizeof(body) - 1, (int)dlen, date, body);
+        *body_len = sizeof(body) - 1;
+        return n < 0 ? 0 : (size_t)n < cap ? (size_t)n : cap - 1;
+    }
     const char *text = status_text(status);
     size_t dlen;
     const char *date = lx_date_line(&dlen);
@@ -142,9 +158,16 @@ lx_conn_t *lx_conn_open(lx_server_t *srv, int fd, int listener,
         c->peer_family = AF_UNIX;
     }
     /* The request usually comes right behind the connection: the caller
-     * reads it at once, as if an edge had said so. */
-    c->flags = LX_CONN_F_READABLE | LX_CONN_F_HEADTIMER;
-    lx_conn_arm(c, &srv->t_header);
+     * reads it at once, as if an edge had said so. Over TLS the handshake
+     * comes first, within its own timeout. */
+    if (srv->listeners[listener].tls) {
+        c->state = LX_CS_HANDSHAKE;
+        c->flags = LX_CONN_F_READABLE;
+        lx_conn_arm(c, &srv->t_handshake);
+    } else {
+        c->flags = LX_CONN_F_READABLE | LX_CONN_F_HEADTIMER;
+        lx_conn_arm(c, &srv->t_header);
+    }
     return c;
 }
 
@@ -173,6 +196,8 @@ void lx_conn_close(lx_conn_t *c)
     if (c->held != NULL)
         (void)lx_flush_release(c->held); /* before the fd goes */
     c->held = NULL;
+    lx_tlsconn_end(c);
+    Py_CLEAR(c->tls_env);
     close(c->io.fd);
     c->io.fd = -1;
     c->flags |= LX_CONN_F_CLOSED | LX_CONN_F_BROKEN;
@@ -238,8 +263,10 @@ static int watch(lx_conn_t *c)
 /* Closing with unread input would reset the connection and could destroy
  * the response before the client reads it (RFC 9112 9.6): shut down our
  * side and discard what still comes, for a while. */
-static void linger(lx_conn_t *c)
+void lx_conn_linger(lx_conn_t *c)
 {
+    if (c->tls != NULL && !(c->flags & LX_CONN_F_BROKEN))
+        lx_tls_close(c->tls);
     shutdown(c->io.fd, SHUT_WR);
     release_buf(c);
     c->state = LX_CS_LINGER;
@@ -276,8 +303,8 @@ void lx_conn_reject(lx_conn_t *c, int status)
     size_t n = lx_error_response(status, buf, sizeof(buf), &body);
     /* Small enough for any socket buffer: best effort, never blocks. */
     struct iovec iov = {buf, n};
-    (void)lx_sock_writev(c->io.fd, &iov, 1);
-    linger(c);
+    (void)lx_xp_writev(c->io.fd, c->tls, &iov, 1);
+    lx_conn_linger(c);
 }
 
 void lx_conn_end(lx_conn_t *c, int how)
@@ -299,10 +326,10 @@ void lx_conn_end(lx_conn_t *c, int how)
         more = how == LX_END_UNREAD;
     else {
         char probe[512];
-        more = lx_sock_recv(c->io.fd, probe, sizeof(probe)) > 0;
+        more = lx_xp_recv(c->io.fd, c->tls, probe, sizeof(probe)) > 0;
     }
     if (more)
-        linger(c);
+        lx_conn_linger(c);
     else
         lx_conn_close(c);
 }
@@ -406,6 +433,29 @@ int lx_conn_read_head(lx_conn_t *c)
     return 0;
 }
 
+int lx_conn_begin(lx_conn_t *c)
+{
+    if (c->state != LX_CS_HANDSHAKE)
+        return lx_conn_read_head(c);
+    switch (lx_tlsconn_handshake(c)) {
+    case LX_HS_DONE:
+        break;
+    case LX_HS_WAIT:
+        return 0;
+    case LX_HS_PLAIN:
+        lx_conn_reject(c, LX_STATUS_PLAIN_ON_TLS);
+        return 0;
+    default:
+        lx_conn_close(c);
+        return 0;
+    }
+    /* Its first request may have come with the handshake's end. */
+    c->state = LX_CS_HEAD;
+    c->flags |= LX_CONN_F_READABLE | LX_CONN_F_HEADTIMER;
+    lx_conn_arm(c, &c->srv->t_header);
+    return lx_conn_read_head(c);
+}
+
 int lx_conn_next_head(lx_conn_t *c, lx_http1_req_t *h, int *status)
 {
     if (c->flags & LX_CONN_F_CLOSED)
@@ -507,6 +557,8 @@ int lx_conn_event(lx_conn_t *c, unsigned ev)
         if (ev & LX_EV_READ)
             linger_read(c);
         break;
+    case LX_CS_HANDSHAKE:
+        return lx_conn_begin(c);
     }
     return 0;
 }
@@ -537,8 +589,9 @@ int lx_conn_sendq_open(lx_conn_t *c)
 
 uint64_t lx_conns_deadline(lx_server_t *srv)
 {
-    lx_timer_list_t *lists[] = {&srv->t_header, &srv->t_body, &srv->t_write,
-                                &srv->t_keepalive, &srv->t_linger};
+    lx_timer_list_t *lists[] = {&srv->t_header, &srv->t_body,
+                                &srv->t_write,  &srv->t_keepalive,
+                                &srv->t_linger, &srv->t_handshake};
     uint64_t next = LX_TIMER_NEVER;
     size_t i;
     for (i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) {
@@ -551,8 +604,9 @@ uint64_t lx_conns_deadline(lx_server_t *srv)
 
 void lx_conns_expire(lx_server_t *srv)
 {
-    lx_timer_list_t *lists[] = {&srv->t_header, &srv->t_body, &srv->t_write,
-                                &srv->t_keepalive, &srv->t_linger};
+    lx_timer_list_t *lists[] = {&srv->t_header, &srv->t_body,
+                                &srv->t_write,  &srv->t_keepalive,
+                                &srv->t_linger, &srv->t_handshake};
     size_t i;
     for (i = 0; i < sizeof(lists) / sizeof(lists[0]); i++)
         lx_timer_list_expire(lists[i], srv->now);
@@ -566,9 +620,10 @@ void lx_conns_close_idle(lx_server_t *srv, int fresh_too)
     lx_conn_t *c = srv->conns.next;
     while (c != &srv->conns) {
         lx_conn_t *next = c->next;
-        if (c->state == LX_CS_HEAD &&
-            (c->rbuf == NULL || lx_buf_avail(c->rbuf) == 0) &&
-            (fresh_too || !(c->flags & LX_CONN_F_HEADTIMER)))
+        if ((c->state == LX_CS_HEAD &&
+             (c->rbuf == NULL || lx_buf_avail(c->rbuf) == 0) &&
+             (fresh_too || !(c->flags & LX_CONN_F_HEADTIMER))) ||
+            (c->state == LX_CS_HANDSHAKE && fresh_too))
             lx_conn_close(c);
         else if ((c->flags & LX_CONN_F_WS) && (c->flags & LX_CONN_F_WAITING) &&
                  c->wait_for == LX_EV_READ) {

@@ -23,6 +23,9 @@ lx_conn_t *lx_conn_open(lx_server_t *srv, int fd, int listener,
 /* Read what came of a head. 1: a whole head is buffered (queue it for a
  * worker); 0: not yet, or the connection was rejected or closed. */
 int lx_conn_read_head(lx_conn_t *c);
+/* A connection just accepted: its TLS handshake if it has one, then its
+ * first head, as far as they have come (as lx_conn_read_head). */
+int lx_conn_begin(lx_conn_t *c);
 /* An event of the loop for c: wakes its waiter, reads a head, or discards
  * what a closing connection still receives. 1 when a whole head is
  * buffered, as lx_conn_read_head. */
@@ -62,6 +65,9 @@ enum {
 void lx_conn_end(lx_conn_t *c, int how);
 /* Give c a send queue (a websocket's): 0, or -1 with an exception. */
 int lx_conn_sendq_open(lx_conn_t *c);
+/* Close our side and discard what the client still sends, for a while
+ * (RFC 9112 9.6), then close. */
+void lx_conn_linger(lx_conn_t *c);
 /* Reject a request: a canned response, then a lingering close. */
 void lx_conn_reject(lx_conn_t *c, int status);
 void lx_conn_close(lx_conn_t *c);
@@ -69,6 +75,9 @@ void lx_conn_close(lx_conn_t *c);
 /* A complete short response for an error status (text body, Connection:
  * close) into buf; its length, and the body's. */
 #define LX_ERROR_RESPONSE_MAX 256
+/* Plain HTTP on a TLS port: a 400 whose text says the port speaks HTTPS
+ * (nginx's 497). */
+#define LX_STATUS_PLAIN_ON_TLS 497
 size_t lx_error_response(int status, char *buf, size_t cap, size_t *body_len);
 /* "Date: ...\r\n" for the current second, and its length. */
 const char *lx_date_line(size_t *len);

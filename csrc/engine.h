@@ -18,6 +18,7 @@
 #include "sock.h"
 #include "static.h"
 #include "timer.h"
+#include "tls.h"
 
 /* Exceptions as one object, whatever the Python version. */
 #if PY_VERSION_HEX >= 0x030C0000
@@ -80,10 +81,11 @@ typedef struct {
 /* connections (conn.c) */
 
 enum {
-    LX_CS_HEAD = 0, /* the hub's: idle, or reading a request head */
-    LX_CS_QUEUED,   /* a whole head is buffered: waits for a worker */
-    LX_CS_ACTIVE,   /* a worker's: its requests are being served */
-    LX_CS_LINGER,   /* closing: output shut down, input discarded */
+    LX_CS_HEAD = 0,  /* the hub's: idle, or reading a request head */
+    LX_CS_QUEUED,    /* a whole head is buffered: waits for a worker */
+    LX_CS_ACTIVE,    /* a worker's: its requests are being served */
+    LX_CS_LINGER,    /* closing: output shut down, input discarded */
+    LX_CS_HANDSHAKE, /* the hub's: a TLS handshake under way (tlsconn.c) */
 };
 
 #define LX_CONN_F_READABLE 0x01 /* an edge said readable; no EAGAIN since */
@@ -140,6 +142,8 @@ struct lx_conn {
     lx_conn_t *resume_next; /* on the server's resume list */
     lx_flush_entry_t *held; /* its output's entry while ACTIVE */
     lx_sendq_t *sq;         /* a websocket's send queue, NULL for others */
+    lx_tls_t *tls;          /* TLS over the socket, NULL for plain */
+    PyObject *tls_env;      /* its environ keys, made at the first request */
     uint8_t peer_family;
     uint8_t peer_addr[16];
 };
@@ -207,6 +211,7 @@ typedef struct {
     lx_io_t io;
     int paused;
     int nodelay_inherited;    /* accepted sockets get TCP_NODELAY from it */
+    int tls;                  /* its connections speak TLS */
     PyObject *base_environ;   /* what every request's environ is copied from */
     PyObject *base_values[4]; /* what it holds for the method, the path,
                                  the target, the address (borrowed) */
@@ -304,6 +309,11 @@ struct lx_server {
     int ws_deflate;          /* permessage-deflate accepted */
     PyObject *ws_error;      /* the WebSocketError class */
     PyObject *ws_socket;     /* ws_socket(ws): environ's gunicorn.socket */
+    /* TLS (tlsconn.c) */
+    lx_tls_ctx_t *tls_ctx;       /* NULL: no listener speaks TLS */
+    lx_timer_list_t t_handshake; /* from accept to the handshake's end */
+    uint64_t tls_logged;         /* when a failed handshake was last logged */
+    unsigned long tls_unlogged;  /* failures since, not logged */
 };
 
 #endif

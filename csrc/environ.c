@@ -385,6 +385,71 @@ static int set_header(lx_server_t *srv, PyObject *env, const lx_header_t *hd)
     return rc;
 }
 
+/* A client certificate longer than this in PEM is left out of the
+ * environ (SSL_CLIENT_CERT). */
+#define PEM_MAX (64 * 1024)
+
+/* ------------------------------------------------------------------ */
+/* TLS */
+
+static int put_latin1(PyObject *d, const char *key, const char *value,
+                      size_t n)
+{
+    PyObject *v = PyUnicode_DecodeLatin1(value, (Py_ssize_t)n, NULL);
+    if (v == NULL)
+        return -1;
+    int rc = PyDict_SetItemString(d, key, v);
+    Py_DECREF(v);
+    return rc;
+}
+
+/* The keys of c's TLS, mod_ssl's names: made once per connection. */
+static PyObject *tls_keys(lx_conn_t *c)
+{
+    PyObject *d = PyDict_New();
+    if (d == NULL)
+        return NULL;
+    const char *version = lx_tls_version(c->tls);
+    const char *cipher = lx_tls_cipher(c->tls);
+    char text[1024];
+    lx_tls_client_verify(c->tls, text, sizeof(text));
+    if (put_latin1(d, "SSL_PROTOCOL", version, strlen(version)) < 0 ||
+        put_latin1(d, "SSL_CIPHER", cipher ? cipher : "",
+                   cipher ? strlen(cipher) : 0) < 0 ||
+        put_latin1(d, "SSL_CLIENT_VERIFY", text, strlen(text)) < 0)
+        goto fail;
+    size_t n = lx_tls_client_dn(c->tls, 0, text, sizeof(text));
+    if (n > 0) {
+        if (put_latin1(d, "SSL_CLIENT_S_DN", text, n) < 0)
+            goto fail;
+        n = lx_tls_client_dn(c->tls, 1, text, sizeof(text));
+        if (put_latin1(d, "SSL_CLIENT_I_DN", text, n) < 0)
+            goto fail;
+        char *pem = PyMem_Malloc(PEM_MAX);
+        if (pem == NULL) {
+            PyErr_NoMemory();
+            goto fail;
+        }
+        n = lx_tls_client_pem(c->tls, pem, PEM_MAX);
+        int rc = n > 0 ? put_latin1(d, "SSL_CLIENT_CERT", pem, n) : 0;
+        PyMem_Free(pem);
+        if (rc < 0)
+            goto fail;
+    }
+    return d;
+fail:
+    Py_DECREF(d);
+    return NULL;
+}
+
+/* c's TLS keys into env. */
+static int set_tls(lx_conn_t *c, PyObject *env)
+{
+    if (c->tls_env == NULL && (c->tls_env = tls_keys(c)) == NULL)
+        return -1;
+    return PyDict_Update(env, c->tls_env);
+}
+
 PyObject *lx_environ_build(lx_req_t *r)
 {
     lx_state_t *st = r->srv->st;
@@ -404,7 +469,8 @@ PyObject *lx_environ_build(lx_req_t *r)
          PyDict_SetItem(env, st->k_SERVER_PROTOCOL, st->v_http10) < 0) ||
         set_remote_addr(r, env) < 0 ||
         set_steal(env, st->k_REMOTE_PORT, remote_port(st, c)) < 0 ||
-        PyDict_SetItem(env, st->k_wsgi_input, (PyObject *)r->input) < 0)
+        PyDict_SetItem(env, st->k_wsgi_input, (PyObject *)r->input) < 0 ||
+        (c->tls != NULL && set_tls(c, env) < 0))
         goto error;
     size_t i;
     for (i = 0; i < h->num_headers; i++) {

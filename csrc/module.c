@@ -10,6 +10,7 @@
 #include "pool.h"
 #include "response.h"
 #include "result.h"
+#include "tlsconn.h"
 #include "wsock.h"
 
 extern PyType_Spec lx_server_spec;
@@ -24,11 +25,12 @@ static PyObject *live_counts(PyObject *m, PyObject *unused)
     (void)m;
     (void)unused;
     long pooled = lx_buf_pooled();
-    return Py_BuildValue("{s:l,s:l,s:l,s:l,s:l,s:l,s:l}", "connections",
+    return Py_BuildValue("{s:l,s:l,s:l,s:l,s:l,s:l,s:l,s:l}", "connections",
                          lx_conn_live(), "buffers", lx_buf_live() - pooled,
                          "pooled_buffers", pooled, "greenlets", lx_pool_live(),
                          "held_outputs", lx_flush_held(), "static_files",
-                         lx_files_live(), "websockets", lx_wsock_live());
+                         lx_files_live(), "websockets", lx_wsock_live(), "tls",
+                         lx_tlsconn_live());
 }
 
 PyObject *lx_probe_parse_request(PyObject *m, PyObject *args, PyObject *kw);

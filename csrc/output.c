@@ -25,7 +25,10 @@ int lx_out_lend(lx_req_t *r)
     if (r->out == NULL || lx_buf_avail(r->out) == 0 ||
         (r->conn->flags & LX_CONN_F_BROKEN))
         return 0;
-    if (lx_flush_hold(&r->held, r->conn->io.fd, r->out) == LX_OK)
+    /* The flusher thread writes to the socket itself: not over TLS,
+     * whose state is the worker's (its bytes go now instead). */
+    if (r->conn->tls == NULL &&
+        lx_flush_hold(&r->held, r->conn->io.fd, r->out) == LX_OK)
         return 0;
     return lx_out_flush(r);
 }

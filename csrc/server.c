@@ -17,6 +17,7 @@
 #include "log.h"
 #include "pool.h"
 #include "response.h"
+#include "tlsconn.h"
 #include "wait.h"
 
 #define MAX_EVENTS 512
@@ -67,7 +68,7 @@ static void accept_from(lx_server_t *srv, lx_listener_t *l)
             close(fd);
             continue;
         }
-        if (lx_conn_read_head(c))
+        if (lx_conn_begin(c))
             lx_pool_queue(srv, c);
     }
 }
@@ -647,6 +648,8 @@ static int server_init(PyObject *self, PyObject *args, PyObject *kwds)
         srv->max_head = 64u << 20;
     srv->limit_body = (uint64_t)body;
     lx_conns_init(srv, t_header, t_body, t_write);
+    if (lx_tlsconn_configure(srv, opts) < 0)
+        return -1;
     lx_timer_list_init(&srv->t_accept, ACCEPT_PAUSE_MS);
     lx_timer_init(&srv->accept_timer, accept_resume);
     srv->scratch.headers =
@@ -693,11 +696,18 @@ static int server_init(PyObject *self, PyObject *args, PyObject *kwds)
     }
     for (i = 0; i < nl; i++) {
         PyObject *item = PyList_GET_ITEM(listeners, i);
-        int fd;
+        int fd, tls = 0;
         PyObject *env;
-        if (!PyArg_ParseTuple(item, "iO!:listener", &fd, &PyDict_Type, &env))
+        if (!PyArg_ParseTuple(item, "iO!|p:listener", &fd, &PyDict_Type, &env,
+                              &tls))
             return -1;
+        if (tls && srv->tls_ctx == NULL) {
+            PyErr_SetString(PyExc_ValueError,
+                            "lichen: a TLS listener needs the tls option");
+            return -1;
+        }
         lx_listener_t *l = &srv->listeners[i];
+        l->tls = tls;
         l->io.fd = fd;
         l->io.kind = LX_IO_LISTENER;
         l->nodelay_inherited = lx_sock_listener_nodelay(fd);
@@ -816,6 +826,8 @@ static void server_dealloc(PyObject *self)
     PyMem_Free(srv->listeners);
     lx_pool_free(srv);
     lx_files_free(srv);
+    lx_tls_ctx_free(srv->tls_ctx);
+    srv->tls_ctx = NULL;
     PyMem_Free(srv->scratch.headers);
     PyMem_Free(srv->alog);
     if (srv->wake_io.fd >= 0)
@@ -830,7 +842,15 @@ static void server_dealloc(PyObject *self)
     Py_DECREF(tp);
 }
 
+static PyObject *server_reload_tls(PyObject *self, PyObject *opts)
+{
+    return lx_tlsconn_reload((lx_server_t *)self, opts);
+}
+
 static PyMethodDef server_methods[] = {
+    {"reload_tls", server_reload_tls, METH_O,
+     "reload_tls(options): load the TLS certificate and key anew (the tls "
+     "option's dict); ValueError, the old ones kept, when they are bad."},
     {"serve_forever", server_serve_forever, METH_NOARGS,
      "Run the loop until a stop has drained, then tear down."},
     {"run_once", (PyCFunction)(void (*)(void))server_run_once, METH_FASTCALL,

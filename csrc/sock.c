@@ -72,6 +72,15 @@ ssize_t lx_sock_recv(int fd, void *buf, size_t n)
     return r;
 }
 
+ssize_t lx_sock_peek(int fd, void *buf, size_t n)
+{
+    ssize_t r;
+    do
+        r = outcome(recv(fd, buf, n, MSG_PEEK));
+    while (r == RETRY);
+    return r;
+}
+
 ssize_t lx_sock_send(int fd, const void *buf, size_t n)
 {
     ssize_t r;

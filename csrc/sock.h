@@ -13,6 +13,8 @@ int lx_sock_accept(int lfd, struct sockaddr *sa, socklen_t *salen);
 /* Bytes read (> 0), 0 at EOF, LX_AGAIN or LX_ERR. */
 ssize_t lx_sock_recv(int fd, void *buf, size_t n);
 /* Bytes written (> 0), LX_AGAIN or LX_ERR; never raises SIGPIPE. */
+/* The first bytes waiting on fd, left there: as lx_sock_recv. */
+ssize_t lx_sock_peek(int fd, void *buf, size_t n);
 ssize_t lx_sock_send(int fd, const void *buf, size_t n);
 ssize_t lx_sock_writev(int fd, const struct iovec *iov, int iovcnt);
 /* sendfile from in_fd at *off; advances *off. Bytes, LX_AGAIN or LX_ERR.

@@ -7,9 +7,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include <openssl/core_names.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <openssl/rand.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
@@ -25,9 +29,21 @@
 /* Sessions kept for resumption by id (tickets need none). */
 #define SESSION_CACHE 20480
 
+/* Session tickets are sealed with a key made here, replaced every
+ * TICKET_ROTATE seconds; tickets sealed with the one before are still
+ * taken (and renewed) for as long again. */
+#define TICKET_ROTATE 3600
+
+typedef struct {
+    unsigned char name[16], aes[32], hmac[32];
+    time_t born;
+} ticket_key_t;
+
 struct lx_tls_ctx {
     SSL_CTX *ctx;
     int cert_reqs;
+    int own;              /* ours, not a context adopted from a caller */
+    ticket_key_t keys[2]; /* the current one, the one before */
 };
 
 struct lx_tls {
@@ -129,6 +145,65 @@ static int load_identity(SSL_CTX *ctx, const lx_tls_opts_t *o, char *err,
     return LX_OK;
 }
 
+static int ticket_key_make(ticket_key_t *k)
+{
+    k->born = time(NULL);
+    return RAND_bytes(k->name, sizeof(k->name)) == 1 &&
+           RAND_bytes(k->aes, sizeof(k->aes)) == 1 &&
+           RAND_bytes(k->hmac, sizeof(k->hmac)) == 1;
+}
+
+static int ticket_mac(EVP_MAC_CTX *hctx, ticket_key_t *k)
+{
+    OSSL_PARAM params[] = {
+        OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY, k->hmac,
+                                          sizeof(k->hmac)),
+        OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, "SHA256", 0),
+        OSSL_PARAM_construct_end()};
+    return EVP_MAC_CTX_set_params(hctx, params) == 1;
+}
+
+/* Seal a new ticket (enc) with the current key, rotated when due; open
+ * one with whichever key sealed it: 1, 2 (renew it: an old key), 0 (not
+ * ours: a full handshake), -1 (an error). */
+static int ticket_cb(SSL *ssl, unsigned char name[16], unsigned char *iv,
+                     EVP_CIPHER_CTX *cctx, EVP_MAC_CTX *hctx, int enc)
+{
+    lx_tls_ctx_t *x = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
+    if (x == NULL)
+        return -1;
+    if (enc) {
+        if (time(NULL) - x->keys[0].born >= TICKET_ROTATE) {
+            ticket_key_t fresh;
+            if (!ticket_key_make(&fresh))
+                return -1;
+            x->keys[1] = x->keys[0];
+            x->keys[0] = fresh;
+        }
+        ticket_key_t *k = &x->keys[0];
+        if (RAND_bytes(iv, 16) != 1 ||
+            EVP_EncryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k->aes, iv) !=
+                1 ||
+            !ticket_mac(hctx, k))
+            return -1;
+        memcpy(name, k->name, 16);
+        return 1;
+    }
+    int i;
+    for (i = 0; i < 2; i++) {
+        ticket_key_t *k = &x->keys[i];
+        if (k->born == 0 || memcmp(name, k->name, 16) != 0)
+            continue;
+        if (time(NULL) - k->born >= 2 * TICKET_ROTATE)
+            return 0;
+        if (!ticket_mac(hctx, k) ||
+            EVP_DecryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k->aes, iv) != 1)
+            return -1;
+        return i == 0 ? 1 : 2;
+    }
+    return 0;
+}
+
 static SSL_CTX *ctx_new(const lx_tls_opts_t *o, char *err, size_t cap)
 {
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
@@ -201,6 +276,24 @@ lx_tls_ctx_t *lx_tls_ctx_new(const lx_tls_opts_t *o, char *err, size_t cap)
         return NULL;
     }
     x->cert_reqs = o->cert_reqs;
+    x->own = 1;
+    if (!ticket_key_make(&x->keys[0])) {
+        reason(err, cap, "cannot make a session ticket key", NULL);
+        lx_tls_ctx_free(x);
+        return NULL;
+    }
+    SSL_CTX_set_app_data(x->ctx, x);
+    SSL_CTX_set_tlsext_ticket_key_evp_cb(x->ctx, ticket_cb);
+    return x;
+}
+
+lx_tls_ctx_t *lx_tls_ctx_adopt(void *ssl_ctx)
+{
+    lx_tls_ctx_t *x = calloc(1, sizeof(*x));
+    if (x == NULL)
+        return NULL;
+    x->ctx = ssl_ctx;
+    SSL_CTX_up_ref(x->ctx);
     return x;
 }
 
@@ -215,6 +308,12 @@ void lx_tls_ctx_free(lx_tls_ctx_t *x)
 int lx_tls_ctx_reload(lx_tls_ctx_t *x, const lx_tls_opts_t *o, char *err,
                       size_t cap)
 {
+    if (!x->own) {
+        snprintf(err, cap,
+                 "the certificate is the given SSL context's: load "
+                 "it anew there");
+        return LX_ERR;
+    }
     /* A fresh context checks the new files whole; only then does the
      * live one take them (a connection keeps the context it began with). */
     SSL_CTX *fresh = ctx_new(o, err, cap);
@@ -224,6 +323,11 @@ int lx_tls_ctx_reload(lx_tls_ctx_t *x, const lx_tls_opts_t *o, char *err,
     if (load_identity(x->ctx, o, err, cap) < 0)
         return LX_ERR;
     return LX_OK;
+}
+
+unsigned long lx_tls_library_version(void)
+{
+    return OpenSSL_version_num();
 }
 
 int lx_tls_hello(const uint8_t *buf, size_t n)
@@ -242,8 +346,18 @@ lx_tls_t *lx_tls_new(lx_tls_ctx_t *x, int fd)
     if (t == NULL)
         return NULL;
     t->ssl = SSL_new(x->ctx);
-    if (t->ssl != NULL)
+    if (t->ssl != NULL) {
         SSL_set_accept_state(t->ssl);
+        /* What the callers rely on, whatever the context (an adopted one
+         * too): partial writes retried from a buffer that may move, no
+         * renegotiation, buffers given back while idle; and whole
+         * records read ahead, a syscall each. */
+        SSL_set_mode(t->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE |
+                                 SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                                 SSL_MODE_RELEASE_BUFFERS);
+        SSL_set_options(t->ssl, SSL_OP_NO_RENEGOTIATION);
+        SSL_set_read_ahead(t->ssl, 1);
+    }
     if (t->ssl == NULL || SSL_set_fd(t->ssl, fd) != 1) {
         SSL_free(t->ssl);
         free(t);

@@ -42,12 +42,18 @@ typedef struct lx_tls lx_tls_t;
  * file, a wrong password, a key that does not match the certificate, an
  * unknown cipher list). */
 lx_tls_ctx_t *lx_tls_ctx_new(const lx_tls_opts_t *o, char *err, size_t cap);
+/* A context around a caller's OpenSSL SSL_CTX (a reference is taken):
+ * used as it is configured. NULL when out of memory. */
+lx_tls_ctx_t *lx_tls_ctx_adopt(void *ssl_ctx);
 void lx_tls_ctx_free(lx_tls_ctx_t *x);
 /* Load o's certificate and key anew (a reload): LX_OK, or LX_ERR with the
- * reason in err and the context as it was. Connections already made keep
- * what they have. */
+ * reason in err and the context as it was (an adopted context cannot be
+ * reloaded). Connections already made keep what they have. */
 int lx_tls_ctx_reload(lx_tls_ctx_t *x, const lx_tls_opts_t *o, char *err,
                       size_t cap);
+
+/* The OpenSSL release linked (OpenSSL_version_num()). */
+unsigned long lx_tls_library_version(void);
 
 /* Whether the first bytes a client sent begin a TLS handshake (a record
  * of type 22): 1; 0 when they cannot (plain HTTP on a TLS port, say);

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "green.h"
+#include "xport.h"
 
 /* A writer that never has to wait still lets the others run after this
  * many bytes: a fast reader of a huge response cannot starve the loop. */
@@ -72,13 +73,14 @@ ssize_t lx_conn_fill(lx_conn_t *c, size_t max_cap)
     }
     b = c->rbuf;
     size_t room = b->cap - b->len;
-    ssize_t n = lx_sock_recv(c->io.fd, b->data + b->len, room);
+    ssize_t n = lx_xp_recv(c->io.fd, c->tls, b->data + b->len, room);
     if (n > 0) {
         b->len += (size_t)n;
         /* A short read drained the socket: the next edge will say when
          * more arrives, so no EAGAIN round trip is needed. Not so once the
-         * peer closed: that edge is spent, the end must be read. */
-        if ((size_t)n < room && !(c->flags & LX_CONN_F_EOF))
+         * peer closed: that edge is spent, the end must be read; nor over
+         * TLS, which reads a record at a time. */
+        if ((size_t)n < room && !(c->flags & LX_CONN_F_EOF) && c->tls == NULL)
             c->flags &= ~LX_CONN_F_READABLE;
     } else if (n == LX_AGAIN) {
         c->flags &= ~LX_CONN_F_READABLE;
@@ -259,8 +261,9 @@ Py_ssize_t lx_conn_read(lx_conn_t *c, char *dst, size_t len)
         return gone(c, "the connection is closed");
     if (!(c->flags & LX_CONN_F_READABLE))
         return 0;
-    ssize_t n = lx_sock_recv(c->io.fd, dst, len);
-    if ((n > 0 && (size_t)n < len && !(c->flags & LX_CONN_F_EOF)) ||
+    ssize_t n = lx_xp_recv(c->io.fd, c->tls, dst, len);
+    if ((n > 0 && (size_t)n < len && !(c->flags & LX_CONN_F_EOF) &&
+         c->tls == NULL) ||
         n == LX_AGAIN)
         c->flags &= ~LX_CONN_F_READABLE;
     return read_outcome(c, n);
@@ -292,9 +295,9 @@ int lx_conn_writev(lx_conn_t *c, struct iovec *iov, int iovcnt,
             first++;
             continue;
         }
-        ssize_t n = lx_sock_writev(c->io.fd, iov + first,
-                                   iovcnt - first > IOV_MAX ? IOV_MAX
-                                                            : iovcnt - first);
+        ssize_t n =
+            lx_xp_writev(c->io.fd, c->tls, iov + first,
+                         iovcnt - first > IOV_MAX ? IOV_MAX : iovcnt - first);
         if (n > 0)
             first += lx_iov_advance(iov + first, iovcnt - first, (size_t)n);
         if (wrote(c, n, what) < 0)
@@ -310,7 +313,7 @@ int64_t lx_conn_sendfile(lx_conn_t *c, int fd, off_t *pos, uint64_t len)
         return gone(c, "the connection is closed");
     while (left > 0) {
         size_t chunk = left > (1u << 30) ? (1u << 30) : (size_t)left;
-        ssize_t n = lx_sock_sendfile(c->io.fd, fd, pos, chunk);
+        ssize_t n = lx_xp_sendfile(c->io.fd, c->tls, fd, pos, chunk);
         if (n == 0)
             break; /* the file ended early */
         if (n > 0)
@@ -340,7 +343,8 @@ static int send_queue(lx_conn_t *c)
     lx_buf_t *b = c->sq->buf;
     int moved = 0;
     while (b != NULL && lx_buf_avail(b) > 0) {
-        ssize_t n = lx_sock_send(c->io.fd, lx_buf_head(b), lx_buf_avail(b));
+        ssize_t n =
+            lx_xp_send(c->io.fd, c->tls, lx_buf_head(b), lx_buf_avail(b));
         if (n == LX_AGAIN)
             break;
         if (n < 0)
@@ -381,7 +385,7 @@ int lx_conn_send_queued(lx_conn_t *c, struct iovec *iov, int n)
                 first++;
                 continue;
             }
-            ssize_t w = lx_sock_writev(c->io.fd, iov + first, n - first);
+            ssize_t w = lx_xp_writev(c->io.fd, c->tls, iov + first, n - first);
             if (w == LX_AGAIN)
                 break;
             if (w < 0) {

@@ -233,6 +233,12 @@ static PyObject *ws_takeover(PyObject *self, PyObject *unused)
                         "taken over");
         return NULL;
     }
+    if (c->tls != NULL) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "the connection speaks TLS: its socket cannot be "
+                        "taken over");
+        return NULL;
+    }
     if (c->rbuf != NULL && lx_buf_avail(c->rbuf) > 0) {
         PyErr_SetString(PyExc_RuntimeError,
                         "the client sent bytes before the handshake: the "
