@@ -36,7 +36,8 @@ def build_parser():
         epilog="APP is MODULE (its 'application', else 'app'), MODULE:NAME, "
                "MODULE:NAME.ATTR or MODULE:FACTORY(ARGS) with literal "
                "arguments. Bind addresses: HOST:PORT, [IPv6]:PORT, "
-               "unix:PATH, fd://N.",
+               "unix:PATH, fd://N; with --certfile each speaks TLS unless "
+               "spelt plain:ADDRESS.",
     )
     parser.add_argument("app", metavar="APP", help="the WSGI application")
     parser.add_argument(
@@ -96,6 +97,28 @@ def build_parser():
                         action="store_const", const=False,
                         help="websockets: never compress (permessage-deflate "
                              "offers are declined)")
+    for name in ["certfile", "keyfile", "keyfile_password",
+                 "keyfile_password_file", "ca_certs"]:
+        opt = by_name[name]
+        parser.add_argument(opt.flag, dest=name, metavar=opt.metavar,
+                            help=opt.help)
+    opt = by_name["cert_reqs"]
+    parser.add_argument(opt.flag, dest="cert_reqs",
+                        choices=["none", "optional", "required", "0", "1",
+                                 "2"],
+                        metavar=opt.metavar,
+                        help=opt.help + " (default: none)")
+    opt = by_name["ciphers"]
+    parser.add_argument(opt.flag, dest="ciphers", metavar=opt.metavar,
+                        help=opt.help)
+    opt = by_name["tls_min_version"]
+    parser.add_argument(opt.flag, dest="tls_min_version",
+                        choices=["1.2", "1.3"], metavar=opt.metavar,
+                        help=opt.help + " (default: 1.2)")
+    opt = by_name["tls_handshake_timeout"]
+    parser.add_argument(opt.flag, dest="tls_handshake_timeout",
+                        metavar=opt.metavar,
+                        help=f"{opt.help} (default: {opt.default:g})")
     parser.add_argument(
         "--gevent", action="store_true",
         help="gevent mode: serve from gevent's hub, so that applications "

@@ -23,6 +23,7 @@ __all__ = [
     "format_host_port",
     "validate",
     "engine_options",
+    "tls_options",
 ]
 
 
@@ -142,6 +143,34 @@ OPTIONS = [
     Option("ws_compression", True, "bool",
            "websockets: accept permessage-deflate when the client offers "
            "it"),
+    Option("certfile", None, "tls_file",
+           "TLS: the certificate (PEM, then its chain); every bind address "
+           "speaks TLS with it unless spelt plain:ADDRESS", metavar="FILE"),
+    Option("keyfile", None, "tls_file",
+           "TLS: the private key (PEM; default: in the certificate file)",
+           metavar="FILE"),
+    Option("keyfile_password", None, "secret",
+           "TLS: the password of an encrypted private key (visible to "
+           "other users in the process list: prefer "
+           "--keyfile-password-file)", metavar="TEXT"),
+    Option("keyfile_password_file", None, "tls_file",
+           "TLS: a file whose first line is the private key's password",
+           metavar="FILE"),
+    Option("ca_certs", None, "tls_file",
+           "TLS: the CA certificates (PEM) client certificates must chain "
+           "to", metavar="FILE"),
+    Option("cert_reqs", 0, "cert_reqs",
+           "TLS: client certificates: none, optional or required (mutual "
+           "TLS); 0, 1, 2 as gunicorn's", metavar="WHEN"),
+    Option("ciphers", None, "text",
+           "TLS: OpenSSL's cipher list for TLS 1.2 (default: ECDHE with "
+           "AES-GCM or ChaCha20-Poly1305 only)", metavar="LIST"),
+    Option("tls_min_version", "1.2", "tls_version",
+           "TLS: the oldest version accepted, 1.2 or 1.3",
+           metavar="VERSION"),
+    Option("tls_handshake_timeout", 10.0, "seconds",
+           "TLS: seconds from accept within which the handshake must end",
+           minimum=0.001, metavar="SECONDS"),
 ]
 
 # What a bare --static-immutable matches: a hash of 8 or more hex digits
@@ -333,7 +362,61 @@ def _check_bool(opt, value, cli):
     _fail(opt, value, "expected true or false", cli)
 
 
+def _check_tls_file(opt, value, cli):
+    """A readable file's path, or None."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, (str, os.PathLike)):
+        _fail(opt, value, "expected a file path", cli)
+    path = os.fspath(value)
+    if not os.path.isfile(path):
+        _fail(opt, path, "no such file", cli)
+    if not os.access(path, os.R_OK):
+        _fail(opt, path, "file not readable", cli)
+    return os.path.abspath(path)
+
+
+def _check_secret(opt, value, cli):
+    if value is None:
+        return None
+    if not isinstance(value, str) or "\0" in value:
+        raise ConfigError(f"invalid value for {_label(opt, cli)} (expected "
+                          "text)")
+    return value
+
+
+_CERT_REQS = {"none": 0, "optional": 1, "required": 2}
+
+
+def _check_cert_reqs(opt, value, cli):
+    expected = "expected none, optional or required (or 0, 1, 2)"
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in _CERT_REQS:
+            return _CERT_REQS[text]
+        if text in ("0", "1", "2"):
+            return int(text)
+        _fail(opt, value, expected, cli)
+    if isinstance(value, bool) or not isinstance(value, int) or not (
+            0 <= value <= 2):
+        _fail(opt, value, expected, cli)
+    return int(value)  # ssl.CERT_NONE/OPTIONAL/REQUIRED are 0, 1, 2
+
+
+def _check_tls_version(opt, value, cli):
+    text = str(getattr(value, "name", value)).strip()
+    text = {"TLSv1_2": "1.2", "TLSv1_3": "1.3", "TLSv1.2": "1.2",
+            "TLSv1.3": "1.3"}.get(text, text)
+    if text not in ("1.2", "1.3"):
+        _fail(opt, value, "expected 1.2 or 1.3", cli)
+    return text
+
+
 KINDS = {
+    "tls_file": _check_tls_file,
+    "secret": _check_secret,
+    "cert_reqs": _check_cert_reqs,
+    "tls_version": _check_tls_version,
     "static": _check_static,
     "static_types": _check_static_types,
     "optional_int": _check_optional_int,
@@ -367,9 +450,61 @@ def validate(values=None, *, cli=False, **kwargs):
     unknown = sorted(set(given) - set(OPTIONS_BY_NAME))
     if unknown:
         raise ConfigError("unknown option: " + ", ".join(unknown))
-    return Config((opt.name, KINDS[opt.kind](opt, given.get(opt.name,
-                                                           opt.default), cli))
-                  for opt in OPTIONS)
+    cfg = Config((opt.name, KINDS[opt.kind](opt, given.get(opt.name,
+                                                          opt.default), cli))
+                 for opt in OPTIONS)
+    _check_tls(cfg, cli)
+    return cfg
+
+
+def _check_tls(cfg, cli):
+    """The TLS options that only make sense with a certificate."""
+    def label(name):
+        return OPTIONS_BY_NAME[name].flag if cli else name
+
+    if cfg["certfile"] is None:
+        for name in ("keyfile", "keyfile_password", "keyfile_password_file",
+                     "ca_certs", "ciphers"):
+            if cfg[name] is not None:
+                raise ConfigError(f"{label(name)} needs {label('certfile')}")
+        if cfg["cert_reqs"]:
+            raise ConfigError(f"{label('cert_reqs')} needs "
+                              f"{label('certfile')}")
+        return
+    if cfg["keyfile_password"] is not None and cfg["keyfile_password_file"]:
+        raise ConfigError(f"give {label('keyfile_password')} or "
+                          f"{label('keyfile_password_file')}, not both")
+    if cfg["cert_reqs"] and cfg["ca_certs"] is None:
+        raise ConfigError(f"{label('cert_reqs')} "
+                          f"{['none', 'optional', 'required'][cfg['cert_reqs']]}"
+                          f" needs {label('ca_certs')}")
+
+
+def tls_options(cfg):
+    """The engine's "tls" option: None without a certificate. Reads the
+    password file (each time: a reload reads it anew)."""
+    if cfg["certfile"] is None:
+        return None
+    password = cfg["keyfile_password"]
+    if cfg["keyfile_password_file"] is not None:
+        try:
+            with open(cfg["keyfile_password_file"], encoding="utf-8") as f:
+                password = f.readline().rstrip("\r\n")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read the key's password file "
+                              f"{cfg['keyfile_password_file']}: "
+                              f"{getattr(exc, 'strerror', None) or exc}"
+                              ) from None
+    return {
+        "certfile": cfg["certfile"],
+        "keyfile": cfg["keyfile"],
+        "password": password,
+        "ca_certs": cfg["ca_certs"],
+        "cert_reqs": cfg["cert_reqs"],
+        "ciphers": cfg["ciphers"],
+        "min_version": 13 if cfg["tls_min_version"] == "1.3" else 12,
+        "handshake_timeout": cfg["tls_handshake_timeout"],
+    }
 
 
 def engine_options(cfg, access_log_fd, log):
@@ -391,6 +526,7 @@ def engine_options(cfg, access_log_fd, log):
         "ws_max_message": cfg["ws_max_message"],
         "ws_max_queue": cfg["ws_max_queue"],
         "ws_compression": cfg["ws_compression"],
+        "tls": tls_options(cfg),
     }
 
 
@@ -410,11 +546,14 @@ def static_options(cfg):
 
 
 class BindSpec:
-    """A parsed bind address: kind is 'tcp', 'unix' or 'fd'."""
+    """A parsed bind address: kind is 'tcp', 'unix' or 'fd'; plain when
+    spelt plain:ADDRESS (no TLS there, whatever the certificate)."""
 
-    __slots__ = ("text", "kind", "host", "port", "path", "fd")
+    __slots__ = ("text", "kind", "host", "port", "path", "fd", "plain")
 
-    def __init__(self, text, kind, host=None, port=None, path=None, fd=None):
+    def __init__(self, text, kind, host=None, port=None, path=None, fd=None,
+                 plain=False):
+        self.plain = plain
         self.text = text
         self.kind = kind
         self.host = host
@@ -450,10 +589,18 @@ def format_host_port(host, port):
 
 
 def parse_bind(spec):
-    """Parse HOST:PORT, [IPv6]:PORT, HOST, unix:PATH or fd://N."""
+    """Parse HOST:PORT, [IPv6]:PORT, HOST, unix:PATH or fd://N, each maybe
+    behind plain: (that address does not speak TLS)."""
     if not isinstance(spec, str) or not spec.strip():
         raise ConfigError(f"invalid bind address {spec!r}")
     text = spec.strip()
+    if text.startswith("plain:"):
+        if not text[len("plain:"):].strip():
+            raise ConfigError(f"invalid bind address {spec!r}: missing the "
+                              "address after plain:")
+        inner = parse_bind(text[len("plain:"):])
+        inner.text, inner.plain = text, True
+        return inner
     if text.startswith("unix:"):
         path = text[len("unix:"):]
         if path.startswith("//"):

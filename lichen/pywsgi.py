@@ -162,10 +162,7 @@ class WSGIServer:
     def __init__(self, listener, application=None, backlog=None,
                  spawn="default", log="default", error_log="default",
                  handler_class=None, environ=None, **ssl_args):
-        if ssl_args:
-            raise TypeError("lichen.pywsgi does not serve TLS yet: "
-                            "unsupported arguments %s"
-                            % ", ".join(sorted(ssl_args)))
+        self._set_ssl(ssl_args)
         if application is not None:
             self.application = application
         if backlog is not None:
@@ -182,6 +179,35 @@ class WSGIServer:
         self.set_environ(environ)
 
     # -- gevent's configuration methods -------------------------------------
+
+    # gevent hands these to ssl.wrap_socket; the engine's TLS needs none of
+    # them (it is always the server side, handshakes in its loop, and
+    # treats a missing close_notify as the end of the stream).
+    _SSL_IGNORED = ("server_side", "do_handshake_on_connect",
+                    "suppress_ragged_eofs", "ssl_version")
+    _SSL_MAPPED = ("keyfile", "certfile", "ca_certs", "cert_reqs", "ciphers")
+
+    def _set_ssl(self, ssl_args):
+        """gevent's TLS arguments, onto lichen's options: keyfile,
+        certfile, ca_certs, cert_reqs, ciphers; or ssl_context, used as it
+        is."""
+        ssl_args = dict(ssl_args)
+        self.ssl_context = ssl_args.pop("ssl_context", None)
+        for name in self._SSL_IGNORED:
+            ssl_args.pop(name, None)
+        unknown = sorted(set(ssl_args) - set(self._SSL_MAPPED))
+        if unknown:
+            raise TypeError("WSGIServer() got unexpected TLS arguments: %s"
+                            % ", ".join(unknown))
+        if self.ssl_context is not None and ssl_args:
+            raise TypeError("give ssl_context or keyfile/certfile, not both")
+        if ssl_args and "certfile" not in ssl_args:
+            raise TypeError("TLS arguments need certfile")
+        self.ssl_args = ssl_args
+
+    @property
+    def ssl_enabled(self):
+        return self.ssl_context is not None or bool(self.ssl_args)
 
     def set_listener(self, listener):
         if hasattr(listener, "accept"):
@@ -200,7 +226,8 @@ class WSGIServer:
             self.environ = environ
         update = getattr(self, "environ", None)
         self.environ = self.environ_class(self.base_env)
-        self.environ["wsgi.url_scheme"] = "http"
+        self.environ["wsgi.url_scheme"] = ("https" if self.ssl_enabled
+                                           else "http")
         if update is not None:
             self.environ.update(update)
         if self.environ.get("wsgi.errors") is None:
@@ -297,14 +324,15 @@ class WSGIServer:
         self.init_socket()
         try:
             config = validate(limit_concurrency=self.limit_concurrency,
-                              log_level="warning")
+                              log_level="warning", **self.ssl_args)
             application = self.application
             if self.environ_class is not dict:
                 application = _with_environ_class(application,
                                                   self.environ_class)
             self._engine = _Engine(self, application,
                                    sockets=[self.socket], config=config,
-                                   environ=self.environ, gevent=True)
+                                   environ=self.environ, gevent=True,
+                                   ssl_context=self.ssl_context)
             self._engine.start()
         except BaseException:
             self.close()

@@ -13,7 +13,7 @@ import warnings
 from . import __version__, _logging
 from .config import (DEFAULT_HOST, DEFAULT_PORT, OPTIONS_BY_NAME, Config,
                      ConfigError, engine_options, format_host_port,
-                     parse_bind, validate)
+                     parse_bind, tls_options, validate)
 
 __all__ = ["Server", "serve", "BindError", "EngineMissing", "live_counts"]
 
@@ -64,6 +64,7 @@ class _Listener:
             except OSError:
                 pass
         self.family = sock.family
+        self.tls = False  # its connections speak TLS
         name = sock.getsockname()
         self.address = name if self.family == socket.AF_UNIX else name[:2]
 
@@ -74,7 +75,7 @@ class _Listener:
         host, port = self.address
         if self.family == socket.AF_INET6:
             host = f"[{host}]"
-        return f"http://{host}:{port}"
+        return f"{'https' if self.tls else 'http'}://{host}:{port}"
 
     def environ(self, root_path, file_wrapper):
         if self.family == socket.AF_UNIX:
@@ -83,13 +84,15 @@ class _Listener:
             server_name, server_port = str(self.address) or "localhost", "80"
         else:
             server_name, server_port = self.address[0], str(self.address[1])
+        tls = {"HTTPS": "on"} if self.tls else {}
         return {
+            **tls,
             "SERVER_NAME": server_name,
             "SERVER_PORT": server_port,
             "SCRIPT_NAME": root_path,
             "SERVER_SOFTWARE": "lichen/" + __version__,
             "wsgi.version": (1, 0),
-            "wsgi.url_scheme": "http",
+            "wsgi.url_scheme": "https" if self.tls else "http",
             "wsgi.errors": sys.stderr,
             "wsgi.multithread": False,
             "wsgi.multiprocess": False,
@@ -239,7 +242,8 @@ class Server:
     _closed = True  # until __init__ has made everything
 
     def __init__(self, app, host=None, port=None, *, bind=None, sockets=None,
-                 config=None, gevent=False, environ=None, **options):
+                 config=None, gevent=False, environ=None, ssl_context=None,
+                 **options):
         if not callable(app):
             raise TypeError(f"app must be a WSGI callable, not "
                             f"{type(app).__name__}")
@@ -254,6 +258,10 @@ class Server:
             raise TypeError("config= takes what lichen.config.validate() "
                             "returns, and no other option beside it")
         self.options = config
+        self._ssl_context = ssl_context
+        if ssl_context is not None and config["certfile"] is not None:
+            raise ConfigError("give ssl_context or certfile, not both")
+        tls = ssl_context is not None or config["certfile"] is not None
         if isinstance(bind, str):
             bind = [bind]
         specs = [parse_bind(b) for b in (bind or [])]
@@ -278,6 +286,7 @@ class Server:
             for sock in sockets or ():
                 self._listeners.append(
                     _adopt(sock, f"socket {sock.fileno()}", owned=False))
+                self._listeners[-1].tls = tls
             for spec in specs:
                 if spec.kind == "unix":
                     listener = _bind_unix(spec, self.options["backlog"])
@@ -286,6 +295,7 @@ class Server:
                 else:
                     listener = _bind_tcp(spec, self.options["backlog"],
                                          self.options["defer_accept"])
+                listener.tls = tls and not spec.plain
                 self._listeners.append(listener)
             self._access_log_fd, self._access_log_owned = _open_access_log(
                 self.options["access_log"])
@@ -293,7 +303,8 @@ class Server:
             listeners = [
                 (l.sock.fileno(),
                  dict(l.environ(self.options["root_path"],
-                                engine.FileWrapper), **(environ or {})))
+                                engine.FileWrapper), **(environ or {})),
+                 l.tls)
                 for l in self._listeners
             ]
             try:
@@ -305,6 +316,9 @@ class Server:
                 if str(exc).startswith("lichen: static"):
                     raise ConfigError("invalid value for static_immutable: "
                                       + str(exc).split(": ", 2)[-1]) from None
+                if str(exc).startswith("lichen: tls: "):
+                    raise ConfigError("TLS: " + str(exc)[len("lichen: tls: "):]
+                                      ) from None
                 raise
             if gevent:
                 self._gevent = gevent_mode.HubDriver(self._engine,
@@ -362,9 +376,36 @@ class Server:
         from .websocket import TakeoverSocket, WebSocketError
         opts = engine_options(self.options, self._access_log_fd,
                               _logging.engine_log)
+        if self._ssl_context is not None:
+            opts["tls"] = {
+                "ssl_context": self._ssl_context,
+                "handshake_timeout": self.options["tls_handshake_timeout"]}
         opts["ws_error"] = WebSocketError
         opts["ws_socket"] = TakeoverSocket
         return opts
+
+    @property
+    def tls(self):
+        """Whether some listener speaks TLS."""
+        return any(l.tls for l in self._listeners)
+
+    def reload_tls(self):
+        """Load the certificate and key anew from their files (SIGHUP does
+        this under the command line). New connections get them; those
+        made keep theirs. A bad new certificate raises ConfigError and the
+        old one stays."""
+        self._check_open()
+        if self._ssl_context is not None:
+            raise ConfigError("TLS: the certificate is the ssl_context's: "
+                              "load it anew there")
+        opts = tls_options(self.options)
+        if opts is None:
+            raise ConfigError("TLS: this server has no certificate")
+        try:
+            self._engine.reload_tls(opts)
+        except ValueError as exc:
+            raise ConfigError("TLS: " + str(exc).replace("lichen: tls: ", "",
+                                                         1)) from None
 
     @property
     def gevent(self):
@@ -545,10 +586,22 @@ class Server:
         self.close()
 
 
+def _reload_tls(server):
+    """SIGHUP: the certificate and key anew, one log line either way."""
+    try:
+        server.reload_tls()
+    except ConfigError as exc:
+        server.log.error("TLS reload failed: %s; keeping the old "
+                         "certificate", str(exc).replace("TLS: ", "", 1))
+    else:
+        server.log.info("Reloaded the TLS certificate %s",
+                        server.options["certfile"])
+
+
 def run(server):
     """Run server in this (the main) thread until SIGTERM (graceful stop)
-    or SIGINT (immediate stop), then close it. Returns the signal that
-    ended it."""
+    or SIGINT (immediate stop), then close it; SIGHUP reloads the TLS
+    certificate. Returns the signal that ended it."""
     server.log.info("Starting lichen %s%s", __version__,
                     " (gevent mode)" if server.gevent else "")
     for url in server.urls:
@@ -562,9 +615,12 @@ def run(server):
                             "timeout %gs", server.options["graceful_timeout"])
             server.stop()
 
+    reload_tls = server.options["certfile"] is not None
     if server.gevent:
-        return _run_gevent(server, received, on_term)
+        return _run_gevent(server, received, on_term, reload_tls)
     old_term = signal.signal(signal.SIGTERM, on_term)
+    old_hup = (signal.signal(signal.SIGHUP, lambda *a: _reload_tls(server))
+               if reload_tls else None)
     # Whatever was inherited: a shell starts background jobs, and nohup
     # its command, with SIGINT ignored, and Python then leaves it so.
     old_int = signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -577,11 +633,13 @@ def run(server):
     finally:
         signal.signal(signal.SIGTERM, old_term)
         signal.signal(signal.SIGINT, old_int)
+        if old_hup is not None:
+            signal.signal(signal.SIGHUP, old_hup)
         server.close()
     return received[0] if received else None
 
 
-def _run_gevent(server, received, on_term):
+def _run_gevent(server, received, on_term, reload_tls):
     """run() in gevent mode: the signals are watched by gevent's loop (a
     Python handler would wait for the hub to come back from libev)."""
     import gevent
@@ -594,6 +652,9 @@ def _run_gevent(server, received, on_term):
 
     watchers = [gevent.signal_handler(signal.SIGTERM, on_term),
                 gevent.signal_handler(signal.SIGINT, on_int)]
+    if reload_tls:
+        watchers.append(gevent.signal_handler(signal.SIGHUP, _reload_tls,
+                                              server))
     try:
         server.serve_forever()
     finally:
