@@ -59,9 +59,6 @@ _TICK_MAX = 1.0
 
 def _refusal(cfg):
     """Why lichen's workers cannot serve this configuration, or None."""
-    if cfg.is_ssl:
-        return ("lichen's worker classes do not serve TLS (certfile, "
-                "keyfile): terminate TLS in front of gunicorn")
     proxy = getattr(cfg, "proxy_protocol", False)
     if proxy not in (False, None, "off"):
         return ("lichen's worker classes do not read the PROXY protocol "
@@ -121,6 +118,12 @@ def options_from(cfg, extra=None):
         # environment (raw_env included, set before the workers start).
         "root_path": os.environ.get("SCRIPT_NAME", ""),
     }
+    if cfg.is_ssl:
+        # gunicorn's TLS settings, served by the engine's TLS; ssl_version
+        # and the handshake/EOF switches have no meaning there.
+        options.update(certfile=cfg.certfile, keyfile=cfg.keyfile,
+                       ca_certs=cfg.ca_certs, cert_reqs=int(cfg.cert_reqs),
+                       ciphers=cfg.ciphers or None)
     options.update(extra or {})
     return validate(options), notes
 

@@ -357,15 +357,39 @@ def test_request_limits_and_keepalive_setting(gunicorn, worker_class):
 
 
 @pytest.mark.timeout(60)
-def test_tls_settings_are_refused(tmp_path):
-    cert = tmp_path / "cert.pem"
-    cert.write_text("not used\n")
-    result = run_lichen(["-k", "lichen.gunicorn.Worker", "-b", "127.0.0.1:0",
-                         "--no-control-socket", "--certfile", str(cert),
-                         "--keyfile", str(cert), "--pythonpath", str(APPS),
-                         APP], command=GUNICORN)
-    assert result.returncode == 1, result.stderr
-    assert "do not serve TLS" in result.stderr
+@pytest.mark.parametrize("worker_class", WORKERS)
+def test_tls_settings_are_served_by_the_engine(gunicorn, worker_class,
+                                               tmp_path):
+    import ssl
+    import subprocess
+
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
+                    "-subj", "/CN=localhost", "-addext",
+                    "subjectAltName=IP:127.0.0.1", "-keyout", str(key),
+                    "-out", str(cert)], check=True, capture_output=True)
+    proc = gunicorn(worker_class, "--certfile", str(cert), "--keyfile",
+                    str(key))
+    port = int(proc.urls[0].rsplit(":", 1)[1])
+    ctx = ssl.create_default_context(cafile=str(cert))
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as raw:
+        with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as s:
+            assert s.version() in ("TLSv1.2", "TLSv1.3")
+            s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close"
+                      b"\r\n\r\n")
+            data = b""
+            while True:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+    assert data.startswith(b"HTTP/1.1 200 "), data
+    assert data.endswith(b"Hello, world!\n"), data
+    # Plain HTTP on the TLS port: the engine says so.
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as s:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert b"speaks HTTPS" in s.recv(4096)
 
 
 @pytest.mark.timeout(60)
