@@ -67,10 +67,20 @@ static void reason(char *err, size_t cap, const char *what, const char *arg)
                  e ? ": " : "", buf);
 }
 
+/* What the password callback is given, and whether it was asked. */
+typedef struct {
+    const char *password;
+    int asked;
+} password_t;
+
 static int password_cb(char *buf, int size, int rwflag, void *u)
 {
     (void)rwflag;
-    const char *pw = u;
+    password_t *p = u;
+    if (p == NULL)
+        return 0;
+    p->asked = 1;
+    const char *pw = p->password;
     if (pw == NULL)
         return 0;
     size_t n = strlen(pw);
@@ -119,9 +129,11 @@ static int load_identity(SSL_CTX *ctx, const lx_tls_opts_t *o, char *err,
         snprintf(err, cap, "no certificate file");
         return LX_ERR;
     }
+    password_t pw = {o->password, 0};
     SSL_CTX_set_default_passwd_cb(ctx, password_cb);
-    SSL_CTX_set_default_passwd_cb_userdata(ctx, (void *)o->password);
+    SSL_CTX_set_default_passwd_cb_userdata(ctx, &pw);
     if (SSL_CTX_use_certificate_chain_file(ctx, o->certfile) != 1) {
+        SSL_CTX_set_default_passwd_cb_userdata(ctx, NULL);
         reason(err, cap, "cannot load the certificate", o->certfile);
         return LX_ERR;
     }
@@ -129,19 +141,32 @@ static int load_identity(SSL_CTX *ctx, const lx_tls_opts_t *o, char *err,
     if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
         int mismatch = ERR_GET_REASON(ERR_peek_last_error()) ==
                        X509_R_KEY_VALUES_MISMATCH;
-        reason(err, cap,
-               mismatch ? "the private key does not match the certificate"
-                        : "cannot load the private key",
-               key);
+        SSL_CTX_set_default_passwd_cb_userdata(ctx, NULL);
+        if (pw.asked && o->password == NULL) {
+            ERR_clear_error();
+            snprintf(err, cap,
+                     "the private key %s is encrypted: its password is "
+                     "needed",
+                     key);
+        } else if (pw.asked) {
+            ERR_clear_error();
+            snprintf(err, cap,
+                     "cannot decrypt the private key %s: wrong password", key);
+        } else {
+            reason(err, cap,
+                   mismatch ? "the private key does not match the certificate"
+                            : "cannot load the private key",
+                   key);
+        }
         return LX_ERR;
     }
+    /* the password is not needed any more (and o's strings may go) */
+    SSL_CTX_set_default_passwd_cb_userdata(ctx, NULL);
     if (SSL_CTX_check_private_key(ctx) != 1) {
         reason(err, cap, "the private key does not match the certificate",
                key);
         return LX_ERR;
     }
-    /* the password is not needed any more (and o's strings may go) */
-    SSL_CTX_set_default_passwd_cb_userdata(ctx, NULL);
     return LX_OK;
 }
 
