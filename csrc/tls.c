@@ -152,19 +152,23 @@ static int load_identity(SSL_CTX *ctx, const lx_tls_opts_t *o, char *err,
             ERR_clear_error();
             snprintf(err, cap,
                      "cannot decrypt the private key %s: wrong password", key);
+        } else if (mismatch) {
+            ERR_clear_error();
+            snprintf(err, cap,
+                     "the private key %s does not match the certificate %s",
+                     key, o->certfile);
         } else {
-            reason(err, cap,
-                   mismatch ? "the private key does not match the certificate"
-                            : "cannot load the private key",
-                   key);
+            reason(err, cap, "cannot load the private key", key);
         }
         return LX_ERR;
     }
     /* the password is not needed any more (and o's strings may go) */
     SSL_CTX_set_default_passwd_cb_userdata(ctx, NULL);
     if (SSL_CTX_check_private_key(ctx) != 1) {
-        reason(err, cap, "the private key does not match the certificate",
-               key);
+        ERR_clear_error();
+        snprintf(err, cap,
+                 "the private key %s does not match the certificate %s", key,
+                 o->certfile);
         return LX_ERR;
     }
     return LX_OK;

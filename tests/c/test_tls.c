@@ -247,9 +247,9 @@ static void test_bad_options(void)
         {{.certfile = path_of("server.pem"),
           .keyfile = path_of("locked.key"),
           .password = "wrong"},
-         "cannot load the private key"},
+         "wrong password"},
         {{.certfile = path_of("server.pem"), .keyfile = path_of("locked.key")},
-         "cannot load the private key"},
+         "its password is needed"},
         {{.certfile = path_of("both.pem"), .ciphers = "NOPE"},
          "no usable cipher"},
         {{.certfile = path_of("both.pem"), .cert_reqs = LX_TLS_CERT_REQUIRED},
@@ -440,6 +440,59 @@ static void test_resumption(void)
     lx_tls_ctx_free(x);
 }
 
+/* A TLS 1.2 session of a fresh client, by ticket: the client's session,
+ * and whether the handshake resumed the one given. */
+static SSL_SESSION *ticket_round(lx_tls_ctx_t *x, SSL_CTX *cctx,
+                                 SSL_SESSION *in, int *resumed)
+{
+    pair_t p;
+    SSL_CTX_up_ref(cctx); /* pair_close frees it */
+    pair_open(&p, x, cctx, NULL, in);
+    CHECK(pair_handshake(&p), "ticket handshake");
+    *resumed = lx_tls_resumed(p.srv);
+    SSL_SESSION *s = SSL_get1_session(p.cli);
+    pair_close(&p);
+    return s;
+}
+
+static void test_ticket_rotation(void)
+{
+    lx_tls_ctx_t *x = server_ctx(0, 12);
+    /* no session cache: only a ticket can resume */
+    SSL_CTX_set_session_cache_mode(x->ctx, SSL_SESS_CACHE_OFF);
+    SSL_CTX *cctx = client_ctx(TLS1_2_VERSION, NULL, NULL);
+    int resumed;
+    SSL_SESSION *s = ticket_round(x, cctx, NULL, &resumed);
+    CHECK(!resumed && SSL_SESSION_has_ticket(s), "a ticket was sent");
+    SSL_SESSION *again = ticket_round(x, cctx, s, &resumed);
+    CHECK(resumed, "resumed with the current key");
+    SSL_SESSION_free(again);
+    /* an hour on: the next ticket sealed rotates the key; the old one
+     * still opens the ticket sealed with it */
+    x->keys[0].born -= TICKET_ROTATE;
+    unsigned char old_name[16];
+    memcpy(old_name, x->keys[0].name, 16);
+    SSL_SESSION *fresh = ticket_round(x, cctx, NULL, &resumed);
+    CHECK(memcmp(x->keys[1].name, old_name, 16) == 0 &&
+              memcmp(x->keys[0].name, old_name, 16) != 0,
+          "the key rotated");
+    again = ticket_round(x, cctx, s, &resumed);
+    CHECK(resumed, "resumed with the previous key");
+    SSL_SESSION_free(again);
+    /* two periods old: refused, a full handshake */
+    x->keys[1].born -= 2 * TICKET_ROTATE;
+    again = ticket_round(x, cctx, s, &resumed);
+    CHECK(!resumed, "a ticket past two periods is not taken");
+    SSL_SESSION_free(again);
+    again = ticket_round(x, cctx, fresh, &resumed);
+    CHECK(resumed, "the new key's ticket resumes");
+    SSL_SESSION_free(again);
+    SSL_SESSION_free(fresh);
+    SSL_SESSION_free(s);
+    SSL_CTX_free(cctx);
+    lx_tls_ctx_free(x);
+}
+
 static void test_reload(void)
 {
     char err[256];
@@ -510,6 +563,7 @@ int main(void)
     test_refused();
     test_client_certificates();
     test_resumption();
+    test_ticket_rotation();
     test_reload();
     test_garbage();
     EVP_PKEY_free(ca_key);
