@@ -48,6 +48,7 @@ struct lx_tls_ctx {
 
 struct lx_tls {
     SSL *ssl;
+    int short_read; /* the socket's last read gave less than was asked */
     char error[160];
 };
 
@@ -228,7 +229,9 @@ static int ticket_cb(SSL *ssl, unsigned char name[16], unsigned char *iv,
         if (!ticket_mac(hctx, k) ||
             EVP_DecryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k->aes, iv) != 1)
             return -1;
-        return i == 0 ? 1 : 2;
+        /* A TLS 1.3 client uses a ticket once (RFC 8446 C.4): renewing
+         * it gives the resumed connection a ticket for the next one. */
+        return i == 0 && SSL_version(ssl) != TLS1_3_VERSION ? 1 : 2;
     }
     return 0;
 }
@@ -369,6 +372,21 @@ int lx_tls_hello(const uint8_t *buf, size_t n)
 /* ------------------------------------------------------------------ */
 /* a connection */
 
+/* Notes whether the socket's last read was short: OpenSSL reads ahead
+ * as much as its buffer takes, so a short read drained the socket. */
+static long read_watch(BIO *b, int oper, const char *argp, size_t len,
+                       int argi, long argl, int ret, size_t *processed)
+{
+    (void)argp;
+    (void)argi;
+    (void)argl;
+    if (oper == (BIO_CB_READ | BIO_CB_RETURN)) {
+        lx_tls_t *t = (lx_tls_t *)BIO_get_callback_arg(b);
+        t->short_read = ret <= 0 || processed == NULL || *processed < len;
+    }
+    return ret;
+}
+
 lx_tls_t *lx_tls_new(lx_tls_ctx_t *x, int fd)
 {
     lx_tls_t *t = calloc(1, sizeof(*t));
@@ -393,6 +411,9 @@ lx_tls_t *lx_tls_new(lx_tls_ctx_t *x, int fd)
         ERR_clear_error();
         return NULL;
     }
+    BIO *rbio = SSL_get_rbio(t->ssl);
+    BIO_set_callback_ex(rbio, read_watch);
+    BIO_set_callback_arg(rbio, (char *)t);
     return t;
 }
 
@@ -455,6 +476,11 @@ ssize_t lx_tls_recv(lx_tls_t *t, void *buf, size_t n)
         errno == 0)
         return 0; /* the stream ended without close_notify */
     return rc;
+}
+
+int lx_tls_drained(const lx_tls_t *t)
+{
+    return t->short_read && !SSL_has_pending(t->ssl);
 }
 
 size_t lx_tls_pending(const lx_tls_t *t)

@@ -71,6 +71,10 @@ int lx_tls_handshake(lx_tls_t *t);
 /* Decrypted bytes (> 0), 0 once the client closed (close_notify or the
  * end of the stream), LX_AGAIN, LX_TLS_WANT_WRITE, or LX_ERR. */
 ssize_t lx_tls_recv(lx_tls_t *t, void *buf, size_t n);
+/* After a read: whether it left nothing behind, neither in the socket
+ * (its last read was short) nor in OpenSSL's buffers; an edge-triggered
+ * loop says when more comes. */
+int lx_tls_drained(const lx_tls_t *t);
 /* Bytes decrypted and not yet read: an edge-triggered loop would not say
  * they are there. */
 size_t lx_tls_pending(const lx_tls_t *t);

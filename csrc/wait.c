@@ -76,11 +76,11 @@ ssize_t lx_conn_fill(lx_conn_t *c, size_t max_cap)
     ssize_t n = lx_xp_recv(c->io.fd, c->tls, b->data + b->len, room);
     if (n > 0) {
         b->len += (size_t)n;
-        /* A short read drained the socket: the next edge will say when
+        /* A read that drained the socket: the next edge will say when
          * more arrives, so no EAGAIN round trip is needed. Not so once the
-         * peer closed: that edge is spent, the end must be read; nor over
-         * TLS, which reads a record at a time. */
-        if ((size_t)n < room && !(c->flags & LX_CONN_F_EOF) && c->tls == NULL)
+         * peer closed: that edge is spent, the end must be read. */
+        if (lx_xp_drained(c->tls, (size_t)n, room) &&
+            !(c->flags & LX_CONN_F_EOF))
             c->flags &= ~LX_CONN_F_READABLE;
     } else if (n == LX_AGAIN) {
         c->flags &= ~LX_CONN_F_READABLE;
@@ -262,8 +262,8 @@ Py_ssize_t lx_conn_read(lx_conn_t *c, char *dst, size_t len)
     if (!(c->flags & LX_CONN_F_READABLE))
         return 0;
     ssize_t n = lx_xp_recv(c->io.fd, c->tls, dst, len);
-    if ((n > 0 && (size_t)n < len && !(c->flags & LX_CONN_F_EOF) &&
-         c->tls == NULL) ||
+    if ((n > 0 && lx_xp_drained(c->tls, (size_t)n, len) &&
+         !(c->flags & LX_CONN_F_EOF)) ||
         n == LX_AGAIN)
         c->flags &= ~LX_CONN_F_READABLE;
     return read_outcome(c, n);

@@ -10,9 +10,7 @@
 
 /* Bytes read (> 0), 0 at the end of the stream, LX_AGAIN or LX_ERR.
  *
- * Over TLS, a short read does not mean that the socket is drained (a
- * record at a time, and OpenSSL may hold bytes read ahead): only LX_AGAIN
- * says so. A read that would have to write first (which only a client's
+ * A read that would have to write first (over TLS, which only a client's
  * key update can ask for, the write buffer full) waits to be readable
  * again. */
 static inline ssize_t lx_xp_recv(int fd, lx_tls_t *tls, void *buf, size_t n)
@@ -21,6 +19,15 @@ static inline ssize_t lx_xp_recv(int fd, lx_tls_t *tls, void *buf, size_t n)
         return lx_sock_recv(fd, buf, n);
     ssize_t r = lx_tls_recv(tls, buf, n);
     return r == LX_TLS_WANT_WRITE ? LX_AGAIN : r;
+}
+
+/* Whether a read of n bytes into room drained the socket, so that the
+ * next edge of the loop says when more comes (no read for LX_AGAIN). On a
+ * plain socket a short read says so; over TLS (a record at a time, read
+ * ahead) the socket's own last read, and nothing left in OpenSSL. */
+static inline int lx_xp_drained(lx_tls_t *tls, size_t n, size_t room)
+{
+    return tls == NULL ? n < room : lx_tls_drained(tls);
 }
 
 /* Bytes of iov written (> 0), LX_AGAIN (wait writable) or LX_ERR. After

@@ -750,12 +750,17 @@ def test_session_resumption_tls13(tls_serve, certs, tmp_path):
     assert r.returncode == 0, r.stderr
     assert 'New, TLSv1.3' in out and 'HTTP/1.1 200' in out
     assert os.path.getsize(sess) > 0
-    r = s_client(srv.address[1], '-sess_in', sess, '-ign_eof',
-                 cafile=certs.ca_pem, input=request)
-    out = r.stdout.decode('latin-1')
-    assert r.returncode == 0, r.stderr
-    assert 'Reused, TLSv1.3' in out, out
-    assert 'HTTP/1.1 200' in out
+    # A TLS 1.3 ticket is used once: each resumed connection must bring a
+    # new one, or every other connection would be a full handshake.
+    for i in range(3):
+        renewed = str(tmp_path / f'session{i}.pem')
+        r = s_client(srv.address[1], '-sess_in', sess, '-sess_out', renewed,
+                     '-ign_eof', cafile=certs.ca_pem, input=request)
+        out = r.stdout.decode('latin-1')
+        assert r.returncode == 0, r.stderr
+        assert 'Reused, TLSv1.3' in out, (i, out)
+        assert 'HTTP/1.1 200' in out
+        sess = renewed
 
 
 @pytest.mark.parametrize('how', ['ticket', 'session id'])
