@@ -202,6 +202,7 @@ format:
 bench: venv
 	$(PYTHON) bench/run.py $(BENCH_ARGS)
 	$(PYTHON) bench/ws.py
+	$(PYTHON) bench/tls.py
 
 clean:
 	rm -rf build dist *.egg-info lichen/*.so tests/c/bin fuzz/bin fuzz/artifacts \
