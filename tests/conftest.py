@@ -63,22 +63,91 @@ def driver():
     return _os.environ.get('LICHEN_TEST_DRIVER', 'serve_forever')
 
 
+# What the `serve` fixture's servers speak: plain HTTP, or HTTP in TLS.
+TRANSPORTS = ('plain', 'tls')
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        'markers',
+        'transports(*names, reason=None): run the tests through `serve` '
+        'under each transport named (all of TRANSPORTS if none); a test '
+        'that names fewer than the module says why (reason=)')
+
+
+def pytest_generate_tests(metafunc):
+    # A module with `pytestmark = pytest.mark.transports` runs its tests
+    # under every transport; one test may narrow that with its own mark.
+    # LICHEN_TEST_TRANSPORT=plain|tls runs them under that one only (a
+    # test marked for the other still runs under its own).
+    mark = metafunc.definition.get_closest_marker('transports')
+    if mark is None or 'transport' not in metafunc.fixturenames:
+        return
+    names = mark.args or TRANSPORTS
+    assert set(names) <= set(TRANSPORTS), names
+    assert len(names) == len(TRANSPORTS) or mark.kwargs.get('reason'), \
+        '%s: say why it runs under %s only' % (metafunc.function.__name__,
+                                               names)
+    forced = _os.environ.get('LICHEN_TEST_TRANSPORT')
+    if forced:
+        assert forced in TRANSPORTS, 'LICHEN_TEST_TRANSPORT=%s' % forced
+        names = [n for n in names if n == forced] or names
+    metafunc.parametrize('transport', names)
+
+
 @_pytest.fixture
-def serve(driver):
+def transport():
+    """What the `serve` fixture's servers speak, and support's clients
+    with them: 'plain', unless the module runs its tests under each of
+    TRANSPORTS (pytest_generate_tests)."""
+    return 'plain'
+
+
+@_pytest.fixture(scope='session')
+def tls_server_files(tmp_path_factory):
+    """(certfile, keyfile, cafile): a certificate for 127.0.0.1 and
+    localhost, and the CA that issued it, made once per session."""
+    import trustme
+
+    d = tmp_path_factory.mktemp('serve-tls')
+    ca = trustme.CA()
+    cert = ca.issue_cert('127.0.0.1', 'localhost')
+    certfile, keyfile, cafile = (str(d / n) for n in
+                                 ('server.pem', 'server.key', 'ca.pem'))
+    with open(certfile, 'wb') as f:
+        for pem in cert.cert_chain_pems:
+            f.write(pem.bytes())
+    cert.private_key_pem.write_to_path(keyfile)
+    ca.cert_pem.write_to_path(cafile)
+    return certfile, keyfile, cafile
+
+
+@_pytest.fixture
+def serve(driver, transport, request):
     """srv = serve(app, **options): a lichen.Server on 127.0.0.1:0 driven in
-    a daemon thread (see `driver`). Teardown closes client sockets, stops
-    every server, joins its thread and asserts lichen.live_counts() is all
-    0 (and, under a selectors driver, that only the fd woke the loop)."""
+    a daemon thread (see `driver`), speaking `transport`: with 'tls' it
+    gets the certificate of tls_server_files, and support's clients
+    (Conn, request, client_socket) speak TLS trusting its CA. Teardown
+    closes client sockets, stops every server, joins its thread and
+    asserts lichen.live_counts() is all 0 (and, under a selectors driver,
+    that only the fd woke the loop)."""
     import lichen
     import support
 
     started = []
+    tls = None
+    if transport == 'tls':
+        tls = request.getfixturevalue('tls_server_files')
+    support.use_transport(transport, tls and tls[2])
 
     def start(app, **options):
         options.setdefault('host', '127.0.0.1')
         options.setdefault('port', 0)
         if driver == 'gevent':
             options.setdefault('gevent', True)
+        if tls:
+            options.setdefault('certfile', tls[0])
+            options.setdefault('keyfile', tls[1])
         srv = lichen.Server(app, **options)
         errors = []
         stats = _collections.Counter()
@@ -96,7 +165,10 @@ def serve(driver):
         started.append((srv, t, errors, stats))
         return srv
 
-    yield start
+    try:
+        yield start
+    finally:
+        support.use_transport('plain')
 
     support.close_all()
     problems = []

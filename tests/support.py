@@ -2,8 +2,15 @@
 
 Every socket made here has a timeout, so no test can hang on I/O.
 Connections made with Conn are tracked and closed by close_all() at teardown.
+
+The transport: the `serve` fixture calls use_transport() for the server it
+starts ('plain', or 'tls' with the CA that issued the server's
+certificate), and Conn, request() and client_socket() then speak the same:
+over TLS the socket is a TLSSocket, which reads and writes the request's
+bytes as they are, encrypted.
 """
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -12,6 +19,263 @@ TIMEOUT = 5.0
 
 _open_lock = threading.Lock()
 _open = []
+
+# What the servers of the running test speak (set by the `serve` fixture).
+_transport = {'name': 'plain', 'context': None}
+
+
+def use_transport(name, cafile=None):
+    """From now on, connect over `name` ('plain' or 'tls'); with 'tls',
+    trust the CA in cafile (and check the server's certificate names
+    127.0.0.1)."""
+    assert name in ('plain', 'tls'), name
+    ctx = None
+    if name == 'tls':
+        ctx = _client_contexts.get(cafile)
+        if ctx is None:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            ctx.load_verify_locations(cafile)
+            _client_contexts[cafile] = ctx
+    _transport.update(name=name, context=ctx)
+
+
+_client_contexts = {}
+
+
+def transport():
+    """'plain' or 'tls': what Conn speaks now."""
+    return _transport['name']
+
+
+def client_socket(addr, timeout=TIMEOUT, rcvbuf=None, sndbuf=None,
+                  source_address=None, handshake=True):
+    """A socket connected to addr over the current transport: a plain
+    socket, or a TLSSocket (see there for handshake=False)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        if rcvbuf:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        if sndbuf:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.settimeout(timeout)
+        if source_address:
+            sock.bind(source_address)
+        sock.connect(tuple(addr[:2]))
+        if _transport['name'] == 'tls':
+            sock = TLSSocket(sock, _transport['context'], addr[0],
+                             handshake=handshake)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+class TLSSocket:
+    """A TLS client connection over a connected socket, used like one:
+    sendall, recv, settimeout, setsockopt, shutdown, close...
+
+    An ssl.SSLObject on memory BIOs, guarded by a lock, with the socket I/O
+    done outside it: one thread may send while another receives (an
+    ssl.SSLSocket is not safe for that: both directions share one SSL
+    object), and shutdown(SHUT_WR) can send close_notify and leave the
+    reading side as it was.
+
+    recv() returns b'' at the end of the stream, whether the server sent
+    close_notify first (.close_notify is then True) or just closed (a TCP
+    EOF, or a record cut short); a reset raises ConnectionResetError as on
+    a plain socket, and a TLS alert or a broken record raises ssl.SSLError.
+
+    handshake=False: the ClientHello is sent at once, but nothing waits for
+    the answer; bytes given to sendall() before the handshake is done are
+    kept, and go out when the first recv() has completed it (a client whose
+    connection the server never takes)."""
+
+    MAX_READ = 256 * 1024  # an SSLObject's read(n) allocates n bytes
+
+    def __init__(self, sock, context, server_hostname, handshake=True):
+        self.raw = sock
+        self._in = ssl.MemoryBIO()
+        self._out = ssl.MemoryBIO()
+        self._obj = context.wrap_bio(self._in, self._out,
+                                     server_hostname=server_hostname)
+        self._lock = threading.Lock()       # the SSLObject and the BIOs
+        self._send_lock = threading.Lock()  # the order of what is sent
+        self._recv_lock = threading.Lock()
+        self._queued = None
+        self._plain = bytearray()  # decrypted, not yet returned by recv
+        self.close_notify = False
+        self._write_shut = False
+        if handshake:
+            self._handshake()
+        else:
+            self._queued = bytearray()
+            self._step()
+
+    # -- the handshake -------------------------------------------------
+    def _step(self):
+        """One handshake step: True when done. Sends what it produced."""
+        with self._send_lock:
+            with self._lock:
+                try:
+                    self._obj.do_handshake()
+                    done = True
+                except ssl.SSLWantReadError:
+                    done = False
+                out = self._out.read()
+            if out:
+                self.raw.sendall(out)
+        return done
+
+    def _handshake(self):
+        """Complete the handshake; False if the server closed first."""
+        while not self._step():
+            data = self.raw.recv(65536)
+            if not data:
+                return False
+            with self._lock:
+                self._in.write(data)
+        return True
+
+    def _finish_handshake(self):
+        """For handshake=False: complete it, then send what was kept."""
+        if self._queued is None:
+            return True
+        if not self._handshake():
+            return False
+        queued, self._queued = self._queued, None
+        if queued:
+            self.sendall(queued)
+        return True
+
+    # -- sending -------------------------------------------------------
+    def sendall(self, data):
+        if self._queued is not None:
+            self._queued += data
+            return
+        view = memoryview(data).cast('B')
+        with self._send_lock:
+            for i in range(0, len(view), 65536):
+                with self._lock:
+                    self._obj.write(view[i:i + 65536])
+                    out = self._out.read()
+                self.raw.sendall(out)
+
+    # -- receiving -----------------------------------------------------
+    def recv(self, n=65536):
+        n = max(1, min(n, self.MAX_READ))
+        with self._recv_lock:
+            if self._queued is not None and not self._finish_handshake():
+                return b''
+            while True:
+                if self._plain:
+                    data = bytes(self._plain[:n])
+                    del self._plain[:n]
+                    return data
+                with self._lock:
+                    data = self._read_record(n)
+                    flush = self._out.pending
+                if flush:
+                    self._flush_nowait()
+                if data is not None:
+                    return data
+                raw = self.raw.recv(min(max(n, 17 * 1024), self.MAX_READ))
+                with self._lock:
+                    if raw:
+                        self._in.write(raw)
+                    else:
+                        self._in.write_eof()
+
+    def _read_record(self, n):
+        """Under the lock: decrypted bytes, b'' at the end, or None when
+        more must be read from the socket."""
+        try:
+            data = self._obj.read(n)
+        except ssl.SSLWantReadError:
+            return None
+        except ssl.SSLZeroReturnError:
+            data = b''
+        except ssl.SSLEOFError:
+            return b''  # a TCP EOF without close_notify
+        if not data:
+            self.close_notify = True  # read() returns b'' after it
+        return data
+
+    def _flush_nowait(self):
+        # What reading produced (rare: an alert, a key update's answer).
+        # A sender holding the lock takes it with its own bytes.
+        if self._send_lock.acquire(blocking=False):
+            try:
+                with self._lock:
+                    out = self._out.read()
+                if out:
+                    self.raw.sendall(out)
+            finally:
+                self._send_lock.release()
+
+    # -- closing -------------------------------------------------------
+    def shutdown(self, how):
+        """SHUT_WR / SHUT_RDWR send close_notify first, then shut the
+        socket's sending side; reading goes on as before (SHUT_WR)."""
+        if how in (socket.SHUT_WR, socket.SHUT_RDWR) and not self._write_shut \
+                and self._queued is None:
+            self._write_shut = True
+            with self._recv_lock, self._send_lock:
+                with self._lock:
+                    # SSL_shutdown, waiting for the server's close_notify,
+                    # would consume (and drop) records already received:
+                    # decrypt them all first.
+                    while True:
+                        data = self._read_record(self.MAX_READ)
+                        if not data:
+                            break
+                        self._plain += data
+                    if data is None:  # not at the end: send close_notify
+                        try:
+                            self._obj.unwrap()
+                        except ssl.SSLWantReadError:
+                            pass
+                    out = self._out.read()
+                if out:
+                    self.raw.sendall(out)
+        self.raw.shutdown(how)
+
+    def close(self):
+        self.raw.close()
+
+    # -- the rest is the socket's --------------------------------------
+    def settimeout(self, t):
+        self.raw.settimeout(t)
+
+    def gettimeout(self):
+        return self.raw.gettimeout()
+
+    def setsockopt(self, *args):
+        self.raw.setsockopt(*args)
+
+    def getsockopt(self, *args):
+        return self.raw.getsockopt(*args)
+
+    def getsockname(self):
+        return self.raw.getsockname()
+
+    def getpeername(self):
+        return self.raw.getpeername()
+
+    def fileno(self):
+        return self.raw.fileno()
+
+    def version(self):
+        return self._obj.version()
+
+    def cipher(self):
+        return self._obj.cipher()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
 
 class IncompleteResponse(Exception):
@@ -64,15 +328,12 @@ class Response:
 class Conn:
     """A client connection with a read buffer kept across responses (pipelining)."""
 
-    def __init__(self, addr, timeout=TIMEOUT, rcvbuf=None, sndbuf=None):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        if rcvbuf:
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        if sndbuf:
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.sock.settimeout(timeout)
-        self.sock.connect(tuple(addr[:2]))
+    def __init__(self, addr, timeout=TIMEOUT, rcvbuf=None, sndbuf=None,
+                 source_address=None, handshake=True):
+        """Over the current transport (see client_socket); over TLS the
+        handshake is done here, unless handshake=False."""
+        self.sock = client_socket(addr, timeout, rcvbuf, sndbuf,
+                                  source_address, handshake)
         self.buf = bytearray()
         self.eof = False
         self.reset = False

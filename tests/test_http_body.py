@@ -9,6 +9,9 @@ import pytest
 
 from support import Conn, Recorder, build, chunked, echo_app, wait_for
 
+# Every test through `serve` runs over plain HTTP and over TLS (conftest).
+pytestmark = pytest.mark.transports
+
 
 def test_content_length_body(serve):
     srv = serve(echo_app)

@@ -7,6 +7,9 @@ import pytest
 
 from support import Conn, IncompleteResponse, Recorder, build, chunked, request
 
+# Every test through `serve` runs over plain HTTP and over TLS (conftest).
+pytestmark = pytest.mark.transports
+
 
 def ok_after(srv):
     r = request(srv.address, 'GET', '/after')

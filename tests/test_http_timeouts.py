@@ -14,6 +14,9 @@ from conftest import DRIVERS
 from support import (CloseCounter, Conn, IncompleteResponse, Recorder, build,
                      hello_app, request, wait_for)
 
+# Every test through `serve` runs over plain HTTP and over TLS (conftest).
+pytestmark = pytest.mark.transports
+
 
 @pytest.fixture(params=DRIVERS)
 def driver(request):
@@ -298,7 +301,8 @@ def test_graceful_stop_lets_a_request_finish(serve):
         time.sleep(0.2)
         # No longer accepting: a new client is never answered (the kernel
         # may take its connection into the backlog; it is reset at the end).
-        late = Conn(srv.address)
+        # Over TLS its ClientHello goes unanswered, its request waits.
+        late = Conn(srv.address, handshake=False)
         late.send(build('GET', '/'))
         for _ in range(5):
             c.send(b'x')

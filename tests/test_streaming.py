@@ -16,7 +16,12 @@ import textwrap
 import threading
 import time
 
+import pytest
+
 from support import Conn, build, request, wait_for
+
+# Every test through `serve` runs over plain HTTP and over TLS (conftest).
+pytestmark = pytest.mark.transports
 
 # The client must see held bytes long before the application wakes up.
 SLEEP = 0.8

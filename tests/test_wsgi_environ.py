@@ -1,10 +1,12 @@
 """The WSGI environ built from a request."""
-import socket
 import wsgiref.validate
 
 import pytest
 
-from support import Conn, Recorder, build, get_until_close, hello_app, request
+from support import Conn, Recorder, build, client_socket, get_until_close, hello_app, request
+
+# Every test through `serve` runs over plain HTTP and over TLS (conftest).
+pytestmark = pytest.mark.transports
 
 
 def environ_for(serve, raw, method='GET', **options):
@@ -56,7 +58,7 @@ def test_passes_wsgiref_validator(serve, recwarn, raw):
     assert bad == []
 
 
-def test_basic_cgi_keys(serve):
+def test_basic_cgi_keys(serve, transport):
     env = environ_for(serve, build('GET', '/a/b?x=1&y=2', [('Host', 'example.org:8080')]))
     srv = env['_server']
     assert env['REQUEST_METHOD'] == 'GET'
@@ -69,7 +71,12 @@ def test_basic_cgi_keys(serve):
     assert isinstance(env['SERVER_NAME'], str) and env['SERVER_NAME']
     assert env['REMOTE_ADDR'] == '127.0.0.1'
     assert env['REMOTE_PORT'] == str(env['_client_port'])
-    assert env['wsgi.url_scheme'] == 'http'
+    if transport == 'tls':
+        assert env['wsgi.url_scheme'] == 'https'
+        assert env['HTTPS'] == 'on'
+    else:
+        assert env['wsgi.url_scheme'] == 'http'
+        assert 'HTTPS' not in env
     assert env['wsgi.version'] == (1, 0)
     assert env['wsgi.input_terminated'] is True
     assert env['wsgi.run_once'] is False
@@ -345,7 +352,7 @@ def test_remote_addr_of_clients_taking_turns(serve):
     srv = serve(app)
     sources = ['127.0.0.1'] * 10 + ['127.0.0.2'] * 10 + ['127.0.0.1', '127.0.0.2'] * 3
     for src in sources:
-        s = socket.create_connection(srv.address[:2], timeout=10, source_address=(src, 0))
+        s = client_socket(srv.address, timeout=10, source_address=(src, 0))
         try:
             data = get_until_close(s)
             assert data.startswith(b'HTTP/1.1 200'), data

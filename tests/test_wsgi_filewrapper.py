@@ -8,6 +8,9 @@ import pytest
 
 from support import Conn, Response, build, request, wait_for
 
+# Every test through `serve` runs over plain HTTP and over TLS (conftest).
+pytestmark = pytest.mark.transports
+
 
 @pytest.fixture
 def datafile(tmp_path):

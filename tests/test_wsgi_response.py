@@ -9,6 +9,9 @@ import pytest
 
 from support import CloseCounter, Conn, IncompleteResponse, build, request, wait_for
 
+# Every test through `serve` runs over plain HTTP and over TLS (conftest).
+pytestmark = pytest.mark.transports
+
 
 def test_content_length_added_for_one_element_list(serve):
     srv = serve(lambda e, s: (s('200 OK', [('Content-Type', 'text/plain')]), [b'hello world'])[1])
@@ -302,6 +305,7 @@ DATE_RE = re.compile(r'^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d (Jan|Feb|Mar|Apr|May
 def test_date_header(serve):
     srv = serve(lambda e, s: (s('200 OK', []), [b'x'])[1])
     r = request(srv.address)
+    assert r.status == 200 and r.body == b'x', r
     dates = r.header_all('date')
     assert len(dates) == 1, r
     assert DATE_RE.match(dates[0]), dates[0]
@@ -311,9 +315,12 @@ def test_date_header(serve):
 
 def test_date_header_advances(serve):
     srv = serve(lambda e, s: (s('200 OK', []), [b'x'])[1])
-    d1 = email.utils.parsedate_to_datetime(request(srv.address).header('date'))
+    r1 = request(srv.address)
     time.sleep(1.2)
-    d2 = email.utils.parsedate_to_datetime(request(srv.address).header('date'))
+    r2 = request(srv.address)
+    assert r1.status == r2.status == 200, (r1, r2)
+    d1 = email.utils.parsedate_to_datetime(r1.header('date'))
+    d2 = email.utils.parsedate_to_datetime(r2.header('date'))
     assert (d2 - d1).total_seconds() >= 1
 
 
@@ -325,7 +332,8 @@ def test_app_date_header_is_not_duplicated(serve):
 
 def test_no_server_header_by_default(serve):
     srv = serve(lambda e, s: (s('200 OK', []), [b'x'])[1])
-    assert not request(srv.address).has('server')
+    r = request(srv.address)
+    assert r.status == 200 and not r.has('server'), r
 
 
 def test_server_header_option(serve):
