@@ -24,7 +24,7 @@ FORMAT_C := $(wildcard csrc/*.c csrc/*.h tests/c/*.c tests/c/*.h fuzz/*.c)
 # Root runs apt-get itself; anyone else needs sudo.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps test-tools venv build serve ctest fuzz-replay fuzz fuzz-ci \
+.PHONY: bench-tools all deps test-tools venv build serve ctest fuzz-replay fuzz fuzz-ci \
 	test test-asan format bench clean distclean
 
 all: build
@@ -60,6 +60,7 @@ test-tools:
 	command -v wrk >/dev/null 2>&1 || missing="$$missing wrk"; \
 	command -v curl >/dev/null 2>&1 || missing="$$missing curl"; \
 	command -v strace >/dev/null 2>&1 || missing="$$missing strace"; \
+	command -v openssl >/dev/null 2>&1 || missing="$$missing openssl"; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	command -v chromedriver >/dev/null 2>&1 || missing="$$missing chromium-driver"; \
 	if [ -n "$$missing" ]; then \
@@ -199,10 +200,25 @@ format:
 		echo "== black"; black -q lichen tests examples; \
 	else echo "ruff/black not installed: Python left as is"; fi
 
-bench: venv
+# The TLS benchmark's peer and scanner: Debian packages installed when
+# missing.
+bench-tools:
+	@missing=""; \
+	command -v wrk >/dev/null 2>&1 || missing="$$missing wrk"; \
+	command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
+	command -v testssl >/dev/null 2>&1 || missing="$$missing testssl.sh"; \
+	command -v openssl >/dev/null 2>&1 || missing="$$missing openssl"; \
+	if [ -n "$$missing" ]; then \
+		echo "== installing Debian packages:$$missing"; \
+		$(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive \
+			$(SUDO) apt-get install -y -q $$missing; \
+	fi
+
+bench: venv bench-tools
 	$(PYTHON) bench/run.py $(BENCH_ARGS)
 	$(PYTHON) bench/ws.py
 	$(PYTHON) bench/tls.py
+	$(PYTHON) bench/testssl.py --doc docs/tls.md
 
 clean:
 	rm -rf build dist *.egg-info lichen/*.so tests/c/bin fuzz/bin fuzz/artifacts \

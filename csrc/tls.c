@@ -24,6 +24,7 @@
     "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:" \
     "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:" \
     "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+#define DEFAULT_GROUPS "X25519:P-256:P-384"
 /* Writes up to this many bytes are gathered into one record. */
 #define GATHER 16384
 /* Sessions kept for resumption by id (tickets need none). */
@@ -255,6 +256,12 @@ static SSL_CTX *ctx_new(const lx_tls_opts_t *o, char *err, size_t cap)
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
                               SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                               SSL_MODE_RELEASE_BUFFERS);
+    /* Mozilla's intermediate groups: no finite-field groups, nothing
+     * slower than P-384 */
+    if (SSL_CTX_set1_groups_list(ctx, DEFAULT_GROUPS) != 1) {
+        reason(err, cap, "cannot set the key exchange groups", NULL);
+        goto fail;
+    }
     if (SSL_CTX_set_cipher_list(ctx, o->ciphers ? o->ciphers
                                                 : DEFAULT_CIPHERS) != 1) {
         reason(err, cap, "no usable cipher in", o->ciphers);
