@@ -12,6 +12,7 @@
 
 #include "buf.h"
 #include "flush.h"
+#include "fwd.h"
 #include "http1.h"
 #include "loop.h"
 #include "lx.h"
@@ -289,6 +290,8 @@ struct lx_server {
     PyObject *valid_values[1 << LX_VALID_BITS];
     PyObject *valid_status; /* the last status found valid, and its code */
     int valid_code;
+    /* the peers whose proxy headers are read (environ.c, fwd.c) */
+    lx_fwd_allow_t fwd_allow;
     /* the logs (log.c) */
     PyObject *app_error;  /* app_error(environ, exc): the application's
                              exceptions, else the log */

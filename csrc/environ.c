@@ -43,6 +43,7 @@ static const char *const common_headers[] = {
 /* value_str's slots: the common headers', then these. */
 enum { SLOT_METHOD = N_COMMON, SLOT_PATH, SLOT_URI, SLOT_ADDR, N_SLOTS };
 _Static_assert(N_SLOTS == LX_LAST_VALUES, "LX_LAST_VALUES counts the slots");
+#define HOST_INDEX 0   /* "host" above */
 #define COOKIE_INDEX 6 /* "cookie" above */
 #define CONTENT_TYPE_INDEX ((int)N_COMMON - 2)
 #define CONTENT_LENGTH_INDEX ((int)N_COMMON - 1)
@@ -50,6 +51,11 @@ _Static_assert(N_SLOTS == LX_LAST_VALUES, "LX_LAST_VALUES counts the slots");
  * interned, immortal for the process, shared by every module instance. */
 static PyObject *common_keys[N_COMMON];
 static unsigned char common_len[N_COMMON];
+static unsigned char common_fwd[N_COMMON]; /* a proxy header (fwd.c) */
+/* The keys and values proxy headers change (set_forwarded), made as the
+ * common keys are. */
+static PyObject *k_url_scheme, *k_SERVER_NAME, *k_SERVER_PORT, *v_http,
+    *v_https, *v_port80, *v_port443;
 
 /* "HTTP_" and the name in upper case, '-' as '_'. */
 static PyObject *make_key(const char *name, size_t n)
@@ -87,7 +93,23 @@ int lx_environ_init(void)
             return -1;
         PyUnicode_InternInPlace(&k);
         common_len[i] = (unsigned char)n;
+        common_fwd[i] = (unsigned char)lx_fwd_header(common_headers[i], n);
         common_keys[i] = k;
+    }
+    PyObject **const made[] = {&k_url_scheme, &k_SERVER_NAME, &k_SERVER_PORT,
+                               &v_http,       &v_https,       &v_port80,
+                               &v_port443};
+    const char *const text[] = {
+        "wsgi.url_scheme", "SERVER_NAME", "SERVER_PORT", "http",
+        "https",           "80",          "443"};
+    for (i = 0; i < sizeof(made) / sizeof(made[0]); i++) {
+        if (*made[i] != NULL)
+            continue;
+        PyObject *k = PyUnicode_FromString(text[i]);
+        if (k == NULL)
+            return -1;
+        PyUnicode_InternInPlace(&k);
+        *made[i] = k;
     }
     return 0;
 }
@@ -257,23 +279,31 @@ static char *decimal(char *end, unsigned v)
     return end;
 }
 
-size_t lx_environ_addr(const lx_conn_t *c, char text[INET6_ADDRSTRLEN])
+/* An address as text: its length, 0 for another family than IPv4's and
+ * IPv6's. */
+static size_t addr_text(int family, const uint8_t *addr,
+                        char text[INET6_ADDRSTRLEN])
 {
     size_t n = 0;
-    if (c->peer_family == AF_INET) {
+    if (family == AF_INET) {
         char *p = text;
         for (int i = 0; i < 4; i++) {
-            char d[4], *s = decimal(d + 3, c->peer_addr[i]);
+            char d[4], *s = decimal(d + 3, addr[i]);
             memcpy(p, s, (size_t)(d + 3 - s));
             p += d + 3 - s;
             *p++ = '.';
         }
         n = (size_t)(p - text) - 1;
-    } else if (c->peer_family == AF_INET6 &&
-               inet_ntop(AF_INET6, c->peer_addr, text, INET6_ADDRSTRLEN)) {
+    } else if (family == AF_INET6 &&
+               inet_ntop(AF_INET6, addr, text, INET6_ADDRSTRLEN)) {
         n = strlen(text);
     }
     return n;
+}
+
+size_t lx_environ_addr(const lx_conn_t *c, char text[INET6_ADDRSTRLEN])
+{
+    return addr_text(c->peer_family, c->peer_addr, text);
 }
 
 static int set_remote_addr(lx_req_t *r, PyObject *env)
@@ -283,13 +313,17 @@ static int set_remote_addr(lx_req_t *r, PyObject *env)
     return set_repeating(r, env, SLOT_ADDR, text, n);
 }
 
+static PyObject *port_str(unsigned port)
+{
+    char d[8], *s = decimal(d + sizeof(d), port);
+    return latin1_str(s, (size_t)(d + sizeof(d) - s));
+}
+
 static PyObject *remote_port(lx_state_t *st, lx_conn_t *c)
 {
-    char d[8], *s;
     if (c->peer_family == AF_UNIX)
         return Py_NewRef(st->empty_str);
-    s = decimal(d + sizeof(d), c->peer_port);
-    return latin1_str(s, (size_t)(d + sizeof(d) - s));
+    return port_str(c->peer_port);
 }
 
 int lx_environ_base(lx_state_t *st, lx_listener_t *l, PyObject *given)
@@ -350,11 +384,11 @@ void lx_environ_base_clear(lx_listener_t *l)
 /* Add one request header: a prebuilt key for the common ones; repeated
  * fields joined (RFC 9110 5.3: ","; cookies "; ", RFC 9113 8.2.3, as
  * cookie parsers expect). */
-static int set_header(lx_server_t *srv, PyObject *env, const lx_header_t *hd)
+static int set_header(lx_server_t *srv, PyObject *env, const lx_header_t *hd,
+                      int known)
 {
     const char *name = hd->name.base;
     size_t nl = hd->name.len;
-    int known = known_header(name, nl);
     PyObject *key =
         known >= 0 ? Py_NewRef(common_keys[known]) : make_key(name, nl);
     if (key == NULL)
@@ -383,6 +417,54 @@ static int set_header(lx_server_t *srv, PyObject *env, const lx_header_t *hd)
     Py_DECREF(key);
     Py_DECREF(value);
     return rc;
+}
+
+/* What the proxy headers of a trusted peer say (fwd.c reads them) over
+ * the keys set from the connection: REMOTE_ADDR and REMOTE_PORT,
+ * wsgi.url_scheme, HTTP_HOST and SERVER_NAME, SERVER_PORT. The headers'
+ * own keys stay as they came. */
+static int set_forwarded(lx_req_t *r, PyObject *env)
+{
+    lx_server_t *srv = r->srv;
+    lx_conn_t *c = r->conn;
+    lx_fwd_t f;
+    if (!lx_fwd_trusted(&srv->fwd_allow, c->peer_family, c->peer_addr) ||
+        !lx_fwd_read(&srv->fwd_allow, r->h.headers, r->h.num_headers, &f))
+        return 0;
+    lx_state_t *st = srv->st;
+    if (f.has_addr) {
+        char text[INET6_ADDRSTRLEN];
+        size_t n = addr_text(f.family, f.addr, text);
+        if (set_steal(env, st->k_REMOTE_ADDR, latin1_str(text, n)) < 0 ||
+            (f.port > 0 && set_steal(env, st->k_REMOTE_PORT,
+                                     port_str((unsigned)f.port)) < 0))
+            return -1;
+    }
+    if (f.scheme != LX_FWD_SCHEME_NONE &&
+        PyDict_SetItem(env, k_url_scheme,
+                       f.scheme == LX_FWD_SCHEME_HTTPS ? v_https : v_http) < 0)
+        return -1;
+    if (f.host_len > 0) {
+        /* SERVER_NAME: the host without its port */
+        const char *end =
+            f.host[0] == '[' ? strchr(f.host, ']') + 1 : strchr(f.host, ':');
+        size_t name_len = end ? (size_t)(end - f.host) : f.host_len;
+        if (set_steal(env, common_keys[HOST_INDEX],
+                      latin1_str(f.host, f.host_len)) < 0 ||
+            set_steal(env, k_SERVER_NAME, latin1_str(f.host, name_len)) < 0)
+            return -1;
+    }
+    if (f.server_port > 0)
+        return set_steal(env, k_SERVER_PORT,
+                         port_str((unsigned)f.server_port));
+    if (f.server_port == 0) {
+        int https = f.scheme != LX_FWD_SCHEME_NONE
+                        ? f.scheme == LX_FWD_SCHEME_HTTPS
+                        : c->tls != NULL;
+        return PyDict_SetItem(env, k_SERVER_PORT,
+                              https ? v_port443 : v_port80);
+    }
+    return 0;
 }
 
 /* A client certificate longer than this in PEM is left out of the
@@ -473,14 +555,21 @@ PyObject *lx_environ_build(lx_req_t *r)
         (c->tls != NULL && set_tls(c, env) < 0))
         goto error;
     size_t i;
+    int fwd = 0; /* a proxy header came */
     for (i = 0; i < h->num_headers; i++) {
+        const lx_str_t *name = &h->headers[i].name;
         /* "_" would let a header pose as another one ("X_Forwarded_For"
          * as X-Forwarded-For): such headers are dropped. */
-        if (memchr(h->headers[i].name.base, '_', h->headers[i].name.len))
+        if (memchr(name->base, '_', name->len))
             continue;
-        if (set_header(r->srv, env, &h->headers[i]) < 0)
+        int known = known_header(name->base, name->len);
+        if (set_header(r->srv, env, &h->headers[i], known) < 0)
             goto error;
+        fwd |= known >= 0 ? common_fwd[known]
+                          : lx_fwd_header(name->base, name->len);
     }
+    if (fwd && set_forwarded(r, env) < 0)
+        goto error;
     return env;
 error:
     Py_DECREF(env);

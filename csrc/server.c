@@ -557,6 +557,42 @@ static int server_header(lx_server_t *srv, PyObject *value)
     return srv->server_line == NULL ? -1 : 0;
 }
 
+/* The peers trusted with proxy headers: a str of addresses and networks
+ * ("*", "unix"), parsed by fwd.c; none without the option. */
+static int opt_forwarded(lx_server_t *srv, PyObject *opts)
+{
+    PyObject *v = PyDict_GetItemString(opts, "forwarded_allow_ips");
+    if (v == NULL || v == Py_None)
+        return 0;
+    if (!PyUnicode_Check(v)) {
+        PyErr_SetString(PyExc_TypeError,
+                        "lichen: forwarded_allow_ips must be a str");
+        return -1;
+    }
+    Py_ssize_t n;
+    const char *text = PyUnicode_AsUTF8AndSize(v, &n);
+    if (text == NULL)
+        return -1;
+    const char *bad = NULL;
+    size_t bad_len = 0;
+    int rc =
+        lx_fwd_allow_parse(&srv->fwd_allow, text, (size_t)n, &bad, &bad_len);
+    if (rc == -2)
+        PyErr_NoMemory();
+    else if (rc < 0) {
+        PyObject *entry =
+            PyUnicode_DecodeUTF8(bad, (Py_ssize_t)bad_len, "replace");
+        if (entry != NULL) {
+            PyErr_Format(PyExc_ValueError,
+                         "lichen: forwarded_allow_ips: %R is not an address "
+                         "or a network",
+                         entry);
+            Py_DECREF(entry);
+        }
+    }
+    return rc < 0 ? -1 : 0;
+}
+
 static int server_init(PyObject *self, PyObject *args, PyObject *kwds)
 {
     lx_server_t *srv = (lx_server_t *)self;
@@ -608,6 +644,8 @@ static int server_init(PyObject *self, PyObject *args, PyObject *kwds)
         return -1;
     srv->pool.window = (uint64_t)window;
     if (server_header(srv, PyDict_GetItemString(opts, "server_header")) < 0)
+        return -1;
+    if (opt_forwarded(srv, opts) < 0)
         return -1;
     if (lx_files_configure(srv, PyDict_GetItemString(opts, "static")) < 0)
         return -1;
@@ -828,6 +866,7 @@ static void server_dealloc(PyObject *self)
     lx_files_free(srv);
     lx_tls_ctx_free(srv->tls_ctx);
     srv->tls_ctx = NULL;
+    lx_fwd_allow_free(&srv->fwd_allow);
     PyMem_Free(srv->scratch.headers);
     PyMem_Free(srv->alog);
     if (srv->wake_io.fd >= 0)
