@@ -13,9 +13,10 @@ import re
 import sys
 import traceback
 
-from . import __version__
+from . import __version__, _logging, configfile, deploy
 from .config import DEFAULT_BIND, OPTIONS, ConfigError, validate
-from .server import BindError, EngineMissing, Server, run
+from .configfile import ConfigFileError
+from .server import BindError, EngineMissing, Server, open_listeners, run
 
 PROG = "lichen"
 
@@ -37,9 +38,17 @@ def build_parser():
                "MODULE:NAME.ATTR or MODULE:FACTORY(ARGS) with literal "
                "arguments. Bind addresses: HOST:PORT, [IPv6]:PORT, "
                "unix:PATH, fd://N; with --certfile each speaks TLS unless "
-               "spelt plain:ADDRESS.",
+               "spelt plain:ADDRESS. Sockets passed by systemd's socket "
+               "activation (LISTEN_FDS) are served too.",
     )
-    parser.add_argument("app", metavar="APP", help="the WSGI application")
+    parser.add_argument("app", metavar="APP", nargs="?",
+                        help="the WSGI application (or wsgi_app in the "
+                             "configuration file)")
+    parser.add_argument(
+        "-c", "--config", metavar="FILE",
+        help="a configuration file, Python as gunicorn's: settings by the "
+             "options' names (keepalive = 5, bind = [...]); the command "
+             "line's flags override it; python:MODULE for a module")
     parser.add_argument(
         "-b", "--bind", action="append", metavar="ADDRESS",
         help=f"address to listen on, repeatable (default: {DEFAULT_BIND})")
@@ -119,6 +128,19 @@ def build_parser():
     parser.add_argument(opt.flag, dest="tls_handshake_timeout",
                         metavar=opt.metavar,
                         help=f"{opt.help} (default: {opt.default:g})")
+    opt = by_name["forwarded_allow_ips"]
+    parser.add_argument(opt.flag, dest="forwarded_allow_ips",
+                        metavar=opt.metavar,
+                        help=f"{opt.help} (default: {','.join(opt.default)})")
+    opt = by_name["pid"]
+    parser.add_argument("-p", "--pid", dest="pid", metavar=opt.metavar,
+                        help=opt.help)
+    for short, name in [("-u", "user"), ("-g", "group"), ("-m", "umask"),
+                        (None, "unix_socket_mode")]:
+        opt = by_name[name]
+        flags = [short, opt.flag] if short else [opt.flag]
+        parser.add_argument(*flags, dest=name, metavar=opt.metavar,
+                            help=opt.help)
     parser.add_argument(
         "--gevent", action="store_true",
         help="gevent mode: serve from gevent's hub, so that applications "
@@ -255,12 +277,28 @@ def _fail(message, exc, show_traceback):
     return 1
 
 
-def _gevent_mode(args, parser):
+# Worker classes of gunicorn's spelling that name lichen's two modes.
+_WORKER_CLASSES = {
+    "sync": "sync", "gevent": "gevent",
+    "lichen.gunicorn.Worker": "sync",
+    "lichen.gunicorn.GeventWorker": "gevent",
+}
+
+
+def _gevent_mode(args, parser, conf=None):
     """Whether to serve in gevent mode; patches the standard library then,
     before the application is imported."""
-    if args.worker_class not in (None, "gevent", "sync"):
-        parser.error(f"unknown worker class {args.worker_class!r} (gevent "
-                     "or sync)")
+    if args.worker_class is not None:
+        mode = _WORKER_CLASSES.get(args.worker_class)
+        if mode is None and conf is not None and \
+                conf.settings.get("worker_class") == args.worker_class:
+            parser.exit(2, f"{PROG}: {conf.label}: invalid value for "
+                           f"worker_class: {args.worker_class!r} (expected "
+                           "gevent or sync)\n")
+        if mode is None:
+            parser.error(f"unknown worker class {args.worker_class!r} "
+                         "(gevent or sync)")
+        args.worker_class = mode
     if not (args.gevent or args.worker_class == "gevent"):
         if args.no_monkey_patch:
             parser.error("--no-monkey-patch goes with --gevent")
@@ -276,32 +314,100 @@ def _gevent_mode(args, parser):
     return True
 
 
+def _merge_file(args, conf):
+    """The configuration file's command-line settings, under the flags."""
+    settings = conf.settings
+    if args.app is None:
+        args.app = settings.get("wsgi_app")
+    for name in ("bind", "chdir", "worker_class"):
+        if getattr(args, name) is None:
+            setattr(args, name, settings.get(name))
+    for name in ("gevent", "no_monkey_patch", "factory"):
+        setattr(args, name, getattr(args, name) or settings.get(name, False))
+
+
+def _options(args, conf):
+    """The options of the flags over those of the file, and validate()'s
+    origin for those of the file."""
+    given = {o.name: getattr(args, o.name) for o in OPTIONS
+             if getattr(args, o.name, None) is not None}
+    if conf is None:
+        return given, {}
+    from_file = {k: v for k, v in conf.options.items() if k not in given}
+    return {**from_file, **given}, dict.fromkeys(from_file, conf.label)
+
+
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    gevent_mode = _gevent_mode(args, parser)
-    given = {o.name: getattr(args, o.name) for o in OPTIONS
-             if getattr(args, o.name, None) is not None}
+    conf = None
+    if args.config is not None:
+        try:
+            conf = configfile.load(args.config)
+        except ConfigFileError as exc:
+            return _fail(str(exc), exc, args.traceback)
+        _merge_file(args, conf)
+    if args.app is None:
+        parser.error("the following arguments are required: APP (or "
+                     "wsgi_app in the configuration file)")
+    gevent_mode = _gevent_mode(args, parser, conf)
+    given, origin = _options(args, conf)
+    listeners, pidfile = [], None
     try:
-        cfg = validate(given, cli=True)
+        cfg = validate(given, cli=True, origin=origin)
+        account = deploy.account(cfg)
+        log = _logging.configure(cfg["log_level"])
+        for warning in conf.warnings if conf is not None else ():
+            log.warning("%s", warning)
+        deploy.apply_umask(cfg["umask"])
         if args.chdir:
             try:
                 os.chdir(args.chdir)
             except OSError as exc:
                 raise StartupError(f"cannot change directory to "
                                    f"{args.chdir}: {exc.strerror}") from exc
+        activated = deploy.listen_fds()
+        if cfg["pid"] is not None:
+            pidfile = deploy.PidFile(cfg["pid"])
+            pidfile.check()
+        # Bound (as root, for a port below 1024) before the switch to the
+        # user, which comes before the application is imported.
+        listeners = open_listeners(
+            args.bind or ([] if activated else [DEFAULT_BIND]), cfg,
+            tls=cfg["certfile"] is not None, activated=activated,
+            unix_owner=account.owner if account else None)
+        if pidfile is not None:
+            pidfile.write()
+        deploy.drop_privileges(account)
+        deploy.check_files(cfg, account)
         cwd = os.getcwd()
         if cwd not in sys.path:
             sys.path.insert(0, cwd)
         app = load_app(args.app, factory=args.factory)
-        server = Server(app, bind=args.bind, config=cfg, gevent=gevent_mode)
-    except (StartupError, ConfigError, BindError, EngineMissing) as exc:
+        server = Server(app, listeners=listeners, config=cfg,
+                        gevent=gevent_mode)
+    except (StartupError, ConfigError, BindError, EngineMissing,
+            deploy.DeployError) as exc:
+        _cleanup(listeners, pidfile)
         return _fail(str(exc), exc, args.traceback)
     except Exception as exc:
+        _cleanup(listeners, pidfile)
         return _fail(f"start-up failed: {type(exc).__name__}: {exc}", exc,
                      args.traceback)
-    run(server)
+    try:
+        run(server)
+    finally:
+        if pidfile is not None:
+            pidfile.remove(server.log)
     return 0
+
+
+def _cleanup(listeners, pidfile):
+    """A start-up that failed half-way: its sockets and pid file go."""
+    for listener in listeners:
+        listener.close()
+    if pidfile is not None:
+        pidfile.remove()
 
 
 if __name__ == "__main__":

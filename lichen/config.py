@@ -6,6 +6,7 @@ the meaning is the same. Validation turns every bad value into one
 ``ConfigError`` whose message names the option the way the user spelled it.
 """
 
+import ipaddress
 import logging
 import math
 import os
@@ -171,6 +172,27 @@ OPTIONS = [
     Option("tls_handshake_timeout", 10.0, "seconds",
            "TLS: seconds from accept within which the handshake must end",
            minimum=0.001, metavar="SECONDS"),
+    Option("pid", None, "path",
+           "write the server's process id to FILE once it listens; removed "
+           "at exit", metavar="FILE"),
+    Option("user", None, "user",
+           "switch to this user (name or uid) once the listeners are bound, "
+           "before the application is loaded", metavar="USER"),
+    Option("group", None, "group",
+           "switch to this group (name or gid) with --user or alone "
+           "(default: the user's own group)", metavar="GROUP"),
+    Option("umask", None, "mode",
+           "the process's umask, octal (e.g. 022), set at start (default: "
+           "as inherited)", metavar="MODE"),
+    Option("unix_socket_mode", None, "mode",
+           "unix sockets: the socket file's mode, octal (e.g. 660; "
+           "default: from the umask)", metavar="MODE"),
+    Option("forwarded_allow_ips", ("127.0.0.1", "::1", "unix"),
+           "forwarded_ips",
+           "peers whose Forwarded and X-Forwarded-* headers set the "
+           "client's address, scheme, host and port: addresses and "
+           "networks (10.0.0.0/8), 'unix' for unix socket peers, '*' for "
+           "every peer, '' for none; comma separated", metavar="LIST"),
 ]
 
 # What a bare --static-immutable matches: a hash of 8 or more hex digits
@@ -412,7 +434,108 @@ def _check_tls_version(opt, value, cli):
     return text
 
 
+def _check_path(opt, value, cli):
+    """A file path (not '-'), or None."""
+    if value is None or value == "":
+        return None
+    if (not isinstance(value, (str, os.PathLike)) or value == "-"
+            or "\0" in os.fspath(value)):
+        _fail(opt, value, "expected a file path", cli)
+    return os.fspath(value)
+
+
+def _check_mode(opt, value, cli):
+    """A file mode or umask: text is octal (022, 0o660, 7), an int the mode
+    itself; None for none."""
+    if value is None or value == "":
+        return None
+    expected = "expected an octal mode such as 022 or 0o660, at most 0o777"
+    if isinstance(value, str):
+        text = value.strip().lower().replace("_", "")
+        if text.startswith("0o"):
+            text = text[2:]
+        if not re.fullmatch(r"[0-7]{1,4}", text):
+            _fail(opt, value, expected, cli)
+        value = int(text, 8)
+    elif isinstance(value, bool) or not isinstance(value, int):
+        _fail(opt, value, expected, cli)
+    if not 0 <= value <= 0o777:
+        _fail(opt, value, expected, cli)
+    return value
+
+
+def _account_id(opt, value, cli, what, lookup):
+    """A name or a number: the number (uid or gid)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str) and re.fullmatch(r"[0-9]{1,10}",
+                                                 value.strip()):
+        number = int(value.strip())
+    elif isinstance(value, str) and value.strip():
+        try:
+            return lookup(value.strip())
+        except KeyError:
+            _fail(opt, value, f"no such {what}", cli)
+    else:
+        _fail(opt, value, f"expected a {what} name or number", cli)
+    if not 0 <= number < 2**32 - 1:
+        _fail(opt, value, f"expected a {what} name or number", cli)
+    return number
+
+
+def _check_user(opt, value, cli):
+    import pwd
+    return _account_id(opt, value, cli, "user",
+                       lambda name: pwd.getpwnam(name).pw_uid)
+
+
+def _check_group(opt, value, cli):
+    import grp
+    return _account_id(opt, value, cli, "group",
+                       lambda name: grp.getgrnam(name).gr_gid)
+
+
+
+def _check_forwarded_ips(opt, value, cli):
+    """Addresses and networks, '*' (every peer), 'unix' (unix socket
+    peers): a comma-separated str or a list. A tuple of the entries as the
+    engine reads them."""
+    expected = ("expected addresses or networks such as 10.0.0.0/8, 'unix' "
+                "or '*', separated by commas")
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        items = value.split(",") if value.strip() else []
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        items = list(value)
+    else:
+        _fail(opt, value, expected, cli)
+    out = []
+    for item in items:
+        if not isinstance(item, str) or not item.strip():
+            _fail(opt, item, expected, cli)
+        text = item.strip()
+        if text == "*" or text.lower() == "unix":
+            out.append(text.lower())
+            continue
+        try:
+            if "%" in text:  # a zone: peers' addresses have none
+                raise ValueError(f"{text!r} has a zone")
+            net = ipaddress.ip_network(text)  # no bit set past the prefix
+        except ValueError as exc:
+            _fail(opt, text, f"not an address or a network: {exc}", cli)
+        out.append(str(net.network_address)
+                   if net.prefixlen == net.max_prefixlen else str(net))
+    return tuple(dict.fromkeys(out))
+
 KINDS = {
+    "forwarded_ips": _check_forwarded_ips,
+    "path": _check_path,
+    "mode": _check_mode,
+    "user": _check_user,
+    "group": _check_group,
     "tls_file": _check_tls_file,
     "secret": _check_secret,
     "cert_reqs": _check_cert_reqs,
@@ -437,22 +560,33 @@ class Config(dict):
     what lichen.Server(config=...) takes without checking again."""
 
 
-def validate(values=None, *, cli=False, **kwargs):
+def validate(values=None, *, cli=False, origin=None, **kwargs):
     """Return a complete, checked dict of options.
 
     ``values`` (and keyword arguments) may hold any subset of the option
     names. With cli=True numbers may be given as text and messages name
-    the flags (--keepalive). Unknown names and bad values raise
-    ConfigError.
+    the flags (--keepalive). ``origin`` maps names whose value came from
+    a configuration file to that file: a message about one names the file
+    and the setting ("FILE: invalid value for keepalive: ..."). Unknown
+    names and bad values raise ConfigError.
     """
     given = dict(values or {})
     given.update(kwargs)
     unknown = sorted(set(given) - set(OPTIONS_BY_NAME))
     if unknown:
         raise ConfigError("unknown option: " + ", ".join(unknown))
-    cfg = Config((opt.name, KINDS[opt.kind](opt, given.get(opt.name,
-                                                          opt.default), cli))
-                 for opt in OPTIONS)
+    cfg = Config()
+    for opt in OPTIONS:
+        value = given.get(opt.name, opt.default)
+        where = (origin or {}).get(opt.name)
+        try:
+            cfg[opt.name] = KINDS[opt.kind](opt, value, cli)
+        except ConfigError as exc:
+            if where is None:
+                raise
+            # Said with the setting's name, as the file spells it.
+            message = str(exc).replace(opt.flag, opt.name, 1)
+            raise ConfigError(f"{where}: {message}") from None
     _check_tls(cfg, cli)
     return cfg
 
@@ -527,6 +661,7 @@ def engine_options(cfg, access_log_fd, log):
         "ws_max_queue": cfg["ws_max_queue"],
         "ws_compression": cfg["ws_compression"],
         "tls": tls_options(cfg),
+        "forwarded_allow_ips": ",".join(cfg["forwarded_allow_ips"]),
     }
 
 

@@ -117,6 +117,9 @@ def options_from(cfg, extra=None):
         # gunicorn takes the application's mount point from the
         # environment (raw_env included, set before the workers start).
         "root_path": os.environ.get("SCRIPT_NAME", ""),
+        # gunicorn's addresses and networks, and as gunicorn, unix socket
+        # peers always.
+        "forwarded_allow_ips": list(cfg.forwarded_allow_ips) + ["unix"],
     }
     if cfg.is_ssl:
         # gunicorn's TLS settings, served by the engine's TLS; ssl_version

@@ -323,8 +323,11 @@ class WSGIServer:
                 RuntimeWarning, stacklevel=2)
         self.init_socket()
         try:
+            # gevent.pywsgi reads no proxy headers: neither does its
+            # drop-in, whatever lichen's own default.
             config = validate(limit_concurrency=self.limit_concurrency,
-                              log_level="warning", **self.ssl_args)
+                              log_level="warning", forwarded_allow_ips="",
+                              **self.ssl_args)
             application = self.application
             if self.environ_class is not dict:
                 application = _with_environ_class(application,

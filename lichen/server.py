@@ -11,11 +11,16 @@ import threading
 import warnings
 
 from . import __version__, _logging
-from .config import (DEFAULT_HOST, DEFAULT_PORT, OPTIONS_BY_NAME, Config,
-                     ConfigError, engine_options, format_host_port,
+from .config import (DEFAULT_HOST, DEFAULT_PORT, OPTIONS_BY_NAME, BindSpec,
+                     Config, ConfigError, engine_options, format_host_port,
                      parse_bind, tls_options, validate)
 
-__all__ = ["Server", "serve", "BindError", "EngineMissing", "live_counts"]
+__all__ = ["Server", "serve", "BindError", "EngineMissing", "live_counts",
+           "open_listeners"]
+
+# Options of the process rather than of a server: the command line acts on
+# them (lichen.deploy); Server() refuses them as keyword arguments.
+_PROCESS_OPTIONS = frozenset({"pid", "user", "group", "umask"})
 
 class BindError(OSError):
     """A listening socket could not be set up; str() is one line."""
@@ -65,6 +70,7 @@ class _Listener:
                 pass
         self.family = sock.family
         self.tls = False  # its connections speak TLS
+        self.activation = None  # (fd, name): passed by socket activation
         name = sock.getsockname()
         self.address = name if self.family == socket.AF_UNIX else name[:2]
 
@@ -144,7 +150,10 @@ def _bind_tcp(spec, backlog, defer_accept=0.0):
     return _Listener(sock, spec.text, owned=True)
 
 
-def _bind_unix(spec, backlog):
+def _bind_unix(spec, backlog, mode=None, owner=None):
+    """A unix socket at spec.path: a stale socket file there is replaced.
+    mode: the file's permissions (None: from the umask); owner: (uid, gid)
+    to give the file to (-1: unchanged)."""
     path = spec.path
     try:
         st = os.lstat(path)
@@ -178,6 +187,8 @@ def _bind_unix(spec, backlog):
         finally:
             probe.close()
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    # The file is made with its mode: never open wider for a moment.
+    old_umask = None if mode is None else os.umask(0o777 & ~mode)
     try:
         sock.bind(path)
         sock.listen(backlog)
@@ -186,7 +197,20 @@ def _bind_unix(spec, backlog):
         sock.close()
         raise BindError(exc.errno,
                         f"cannot bind {spec.text}: {_strerror(exc)}") from None
-    return _Listener(sock, spec.text, owned=True, unix_path=path)
+    finally:
+        if old_umask is not None:
+            os.umask(old_umask)
+    listener = _Listener(sock, spec.text, owned=True, unix_path=path)
+    if owner is not None and owner != (-1, -1):
+        try:
+            os.chown(path, *owner)
+        except OSError as exc:
+            listener.close()
+            raise BindError(exc.errno,
+                            f"cannot bind {spec.text}: cannot give the "
+                            f"socket file to uid {owner[0]} gid {owner[1]}: "
+                            f"{_strerror(exc)}") from None
+    return listener
 
 
 def _adopt(sock, name, owned):
@@ -220,6 +244,51 @@ def _bind_fd(spec):
     return _adopt(sock, spec.text, owned=True)
 
 
+def open_listeners(bind, options, *, tls=False, activated=(),
+                   unix_owner=None):
+    """Bind the addresses of bind (as --bind spells them, or BindSpecs) and
+    adopt the sockets of socket activation (activated: (fd, name) pairs,
+    lichen.deploy.listen_fds()); an activated fd that bind names as fd://N
+    is that address's. options: validate()'s (backlog, defer_accept,
+    unix_socket_mode). tls: whether they speak TLS (not those spelt
+    plain:). unix_owner: (uid, gid) unix socket files are given to.
+    Returns the listeners, which Server(listeners=...) takes over; on
+    failure none is left open."""
+    specs = [b if isinstance(b, BindSpec) else parse_bind(b)
+             for b in bind or ()]
+    names = dict(activated)
+    named = {spec.fd for spec in specs if spec.kind == "fd"}
+    listeners = []
+    try:
+        for fd, name in activated:
+            if fd in named:
+                continue
+            label = f"socket activation's fd {fd}" + (
+                f" ({name})" if name else "")
+            listener = _bind_fd(BindSpec(label, "fd", fd=fd))
+            listener.tls = tls
+            listener.activation = (fd, name)
+            listeners.append(listener)
+        for spec in specs:
+            if spec.kind == "unix":
+                listener = _bind_unix(spec, options["backlog"],
+                                      options["unix_socket_mode"], unix_owner)
+            elif spec.kind == "fd":
+                listener = _bind_fd(spec)
+                if spec.fd in names:
+                    listener.activation = (spec.fd, names[spec.fd])
+            else:
+                listener = _bind_tcp(spec, options["backlog"],
+                                     options["defer_accept"])
+            listener.tls = tls and not spec.plain
+            listeners.append(listener)
+    except BaseException:
+        for listener in listeners:
+            listener.close()
+        raise
+    return listeners
+
+
 def _open_access_log(target):
     if target is None:
         return -1, False
@@ -242,8 +311,8 @@ class Server:
     _closed = True  # until __init__ has made everything
 
     def __init__(self, app, host=None, port=None, *, bind=None, sockets=None,
-                 config=None, gevent=False, environ=None, ssl_context=None,
-                 **options):
+                 listeners=None, config=None, gevent=False, environ=None,
+                 ssl_context=None, **options):
         if not callable(app):
             raise TypeError(f"app must be a WSGI callable, not "
                             f"{type(app).__name__}")
@@ -252,6 +321,11 @@ class Server:
         if unknown:
             raise TypeError(f"Server() got an unexpected keyword argument "
                             f"{unknown[0]!r}")
+        process = sorted(set(options) & _PROCESS_OPTIONS)
+        if process:
+            raise TypeError(f"Server() does not take {process[0]!r}: it is "
+                            "the process's, set by the command line (or "
+                            "lichen.deploy)")
         if config is None:
             config = validate(options)
         elif options or not isinstance(config, Config):
@@ -265,7 +339,7 @@ class Server:
         if isinstance(bind, str):
             bind = [bind]
         specs = [parse_bind(b) for b in (bind or [])]
-        if not specs and not sockets:
+        if not specs and not sockets and not listeners:
             specs = [parse_bind(format_host_port(
                 DEFAULT_HOST if host is None else host,
                 DEFAULT_PORT if port is None else port))]
@@ -287,16 +361,10 @@ class Server:
                 self._listeners.append(
                     _adopt(sock, f"socket {sock.fileno()}", owned=False))
                 self._listeners[-1].tls = tls
-            for spec in specs:
-                if spec.kind == "unix":
-                    listener = _bind_unix(spec, self.options["backlog"])
-                elif spec.kind == "fd":
-                    listener = _bind_fd(spec)
-                else:
-                    listener = _bind_tcp(spec, self.options["backlog"],
-                                         self.options["defer_accept"])
-                listener.tls = tls and not spec.plain
-                self._listeners.append(listener)
+            # Made by open_listeners(): this server's from now on.
+            self._listeners.extend(listeners or ())
+            self._listeners.extend(open_listeners(specs, self.options,
+                                                  tls=tls))
             self._access_log_fd, self._access_log_owned = _open_access_log(
                 self.options["access_log"])
             engine = _engine_module()
@@ -602,10 +670,6 @@ def run(server):
     """Run server in this (the main) thread until SIGTERM (graceful stop)
     or SIGINT (immediate stop), then close it; SIGHUP reloads the TLS
     certificate. Returns the signal that ended it."""
-    server.log.info("Starting lichen %s%s", __version__,
-                    " (gevent mode)" if server.gevent else "")
-    for url in server.urls:
-        server.log.info("Listening at: %s (%d)", url, os.getpid())
     received = []
 
     def on_term(*args):
@@ -626,7 +690,8 @@ def run(server):
     old_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         try:
-            server.serve_forever()
+            _announce(server)
+            _serve(server, received)
         except KeyboardInterrupt:
             received.append(signal.SIGINT)
             server.log.info("Received SIGINT: stopping")
@@ -637,6 +702,28 @@ def run(server):
             signal.signal(signal.SIGHUP, old_hup)
         server.close()
     return received[0] if received else None
+
+
+def _announce(server):
+    """The start-up lines, once the signals are handled: whoever reads
+    them (or the pid file) may stop the server gracefully at once."""
+    server.log.info("Starting lichen %s%s", __version__,
+                    " (gevent mode)" if server.gevent else "")
+    for listener in server._listeners:
+        if listener.activation is not None:
+            fd, name = listener.activation
+            server.log.info("Socket activation: fd %d%s is %s", fd,
+                            f" ({name})" if name else "", listener.url)
+        server.log.info("Listening at: %s (%d)", listener.url, os.getpid())
+
+
+def _serve(server, received):
+    """serve_forever(), unless a signal has stopped the server already."""
+    try:
+        server.serve_forever()
+    except RuntimeError:
+        if not (received and server._drained.is_set()):
+            raise
 
 
 def _run_gevent(server, received, on_term, reload_tls):
@@ -656,7 +743,8 @@ def _run_gevent(server, received, on_term, reload_tls):
         watchers.append(gevent.signal_handler(signal.SIGHUP, _reload_tls,
                                               server))
     try:
-        server.serve_forever()
+        _announce(server)
+        _serve(server, received)
     finally:
         for w in watchers:
             w.cancel()

@@ -390,9 +390,10 @@ HOST_VARIANT_ACCEPTED = {
     'invalid/003c': 'RFC 9110 9.1: "method = token"; "-bl" is a token. gunicorn requires '
                     'upper-case methods of 3 or more characters unless '
                     'permit_unconventional_http_method.',
-    'invalid/019': 'X-Forwarded-Proto and X-Forwarded-Ssl are not HTTP/1.1 fields; their '
-                   'consistency is checked by gunicorn\'s forwarded_allow_ips, which lichen '
-                   'leaves to the application or proxy.',
+    'invalid/019': 'X-Forwarded-Proto and X-Forwarded-Ssl are not HTTP/1.1 fields; gunicorn '
+                   'refuses them when they disagree, lichen reads X-Forwarded-Proto from '
+                   'trusted peers only (forwarded_allow_ips) and never X-Forwarded-Ssl, so '
+                   'they cannot disagree.',
     'invalid/chunked_07': UNDERSCORE,
 }
 
