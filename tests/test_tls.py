@@ -30,7 +30,8 @@ from tls_support import (BIG, CURL, FILE_SIZE, HOST, OPENSSL, MiB,
                          big_data, bigfile, certs, client_context,
                          client_hello, curl, datafile, get_env,
                          handshake_fails, https_get, legacy_context,
-                         make_app, s_client, sha256, stream_pieces, url)
+                         make_app, s_client, sha256, stream_pieces,
+                         tool_env, url)
 
 # The fixtures tls_support defines, used here by name.
 __all__ = ['bigfile', 'certs', 'datafile']
@@ -448,7 +449,7 @@ def test_curl_plain_http_to_the_tls_port(tls_serve):
     srv = tls_serve()
     r = subprocess.run([CURL, '-sS', '-w', '\n%{http_code}',
                         'http://127.0.0.1:%d/' % srv.address[1]],
-                       capture_output=True, timeout=10)
+                       capture_output=True, timeout=10, env=tool_env())
     assert r.returncode == 0, r.stderr
     body, _, status = r.stdout.rpartition(b'\n')
     assert status == b'400'
@@ -679,7 +680,7 @@ def _renegotiate(port, cafile):
         [OPENSSL, 's_client', '-connect', '%s:%d' % (HOST, port),
          '-servername', 'localhost', '-CAfile', cafile, '-tls1_2', '-msg'],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT)
+        stderr=subprocess.STDOUT, env=tool_env())
     out = []
     cond = threading.Condition()
 
@@ -1095,7 +1096,7 @@ def test_cli_tls_flags(cli_server, certs, tmp_path):
     assert isinstance(handshake_fails((HOST, port), tls12), ssl.SSLError)
     plain_port = int(proc.urls[1].rsplit(':', 1)[1])
     r = subprocess.run([CURL, '-sS', 'http://127.0.0.1:%d/' % plain_port],
-                       capture_output=True, timeout=10)
+                       capture_output=True, timeout=10, env=tool_env())
     env = json.loads(r.stdout)
     assert env['wsgi.url_scheme'] == 'http' and 'HTTPS' not in env
     with support.Conn((HOST, port)) as c:

@@ -12,6 +12,7 @@ does not vouch for. The server's key is also written encrypted.
 import functools
 import hashlib
 import json
+import os
 import random
 import shutil
 import socket
@@ -368,6 +369,17 @@ class ControlServer:
 
 # -- command-line clients -----------------------------------------------------
 
+# The environment of the clients and peers this module runs (curl, openssl):
+# without the sanitizer the ASan re-run preloads into the test process (an
+# uninstrumented curl under the preloaded libasan stalls on large uploads).
+_SANITIZER_VARS = ('LD_PRELOAD', 'ASAN_OPTIONS', 'UBSAN_OPTIONS',
+                   'LSAN_OPTIONS', 'PYTHONMALLOC')
+
+
+def tool_env():
+    return {k: v for k, v in os.environ.items() if k not in _SANITIZER_VARS}
+
+
 def s_client(port, *args, input=b'', cafile=None, timeout=20):
     """openssl s_client against 127.0.0.1:port (SNI localhost), verifying
     the server; the CompletedProcess (stdout bytes, stderr text)."""
@@ -378,7 +390,7 @@ def s_client(port, *args, input=b'', cafile=None, timeout=20):
         cmd += ['-CAfile', cafile, '-verify_return_error']
     cmd += list(args)
     r = subprocess.run(cmd, input=input, capture_output=True,
-                       timeout=timeout)
+                       timeout=timeout, env=tool_env())
     r.stderr = r.stderr.decode('utf-8', 'replace')
     return r
 
@@ -388,7 +400,7 @@ def curl(cafile, *args, timeout=60):
     assert CURL, 'curl is not installed (make test-tools installs it)'
     return subprocess.run([CURL, '-sS', '--cacert', cafile] + list(args),
                           capture_output=True, timeout=timeout,
-                          stdin=subprocess.DEVNULL)
+                          stdin=subprocess.DEVNULL, env=tool_env())
 
 
 def url(srv_or_port, path='/'):
@@ -408,7 +420,7 @@ class OpensslServer:
             [OPENSSL, 's_server', '-accept', '%s:0' % HOST,
              '-cert', certs.server_cert, '-key', certs.server_key, '-www']
             + list(args), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL)
+            stderr=subprocess.DEVNULL, env=tool_env())
         self.port = None
         timer = threading.Timer(10, self.proc.kill)
         timer.start()
