@@ -50,10 +50,10 @@ deps:
 	fi
 
 # Tools of the abuse and soak tests (slowhttptest, wrk), of the browser
-# test (chromium and its driver) and of the static files' tests (curl,
-# strace): Debian packages installed when missing (one by one if they
-# cannot all be: Ubuntu names its browser otherwise); without them those
-# tests are skipped.
+# test (chromium and its driver), of the static files' tests (curl,
+# strace) and of the tests behind a proxy (nginx, haproxy): Debian packages
+# installed when missing (one by one if they cannot all be: Ubuntu names its
+# browser otherwise); without them those tests are skipped.
 test-tools:
 	@missing=""; \
 	command -v slowhttptest >/dev/null 2>&1 || missing="$$missing slowhttptest"; \
@@ -63,6 +63,8 @@ test-tools:
 	command -v openssl >/dev/null 2>&1 || missing="$$missing openssl"; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	command -v chromedriver >/dev/null 2>&1 || missing="$$missing chromium-driver"; \
+	command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
+	command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || missing="$$missing haproxy"; \
 	if [ -n "$$missing" ]; then \
 		if command -v apt-get >/dev/null 2>&1; then \
 			echo "== installing Debian packages:$$missing"; \
