@@ -1,6 +1,6 @@
-/* Connections, from accept to close: their state and timers, the request
- * heads the hub reads, keep-alive, lingering close and canned error
- * responses. */
+/* Connections, from accept to close: their state and timers, the PROXY
+ * protocol header and the TLS handshake driven, the request heads the hub
+ * reads, keep-alive, lingering close and canned error responses. */
 #define _GNU_SOURCE
 #include "conn.h"
 
@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "proxyp.h"
 #include "tlsconn.h"
 #include "wait.h"
 #include "xport.h"
@@ -168,6 +169,9 @@ lx_conn_t *lx_conn_open(lx_server_t *srv, int fd, int listener,
         c->flags = LX_CONN_F_READABLE | LX_CONN_F_HEADTIMER;
         lx_conn_arm(c, &srv->t_header);
     }
+    /* Before either, a PROXY protocol header, within the same timeout. */
+    if (srv->proxy_protocol)
+        c->state = LX_CS_PROXY;
     return c;
 }
 
@@ -433,8 +437,58 @@ int lx_conn_read_head(lx_conn_t *c)
     return 0;
 }
 
+/* ------------------------------------------------------------------ */
+/* what comes before the first head */
+
+/* c's PROXY protocol header (proxyp.c): peeked, then exactly its bytes
+ * consumed, so that what follows (a TLS handshake, a request) stays in
+ * the socket for the next stage. 1: read, and c's peer is the client it
+ * names (or stays the socket's); 0: not whole yet, or c was closed without
+ * a response: an untrusted peer, a malformed or missing header. */
+static int proxy_read(lx_conn_t *c)
+{
+    lx_server_t *srv = c->srv;
+    if (!lx_fwd_trusted(&srv->fwd_allow, c->peer_family, c->peer_addr)) {
+        lx_conn_close(c);
+        return 0;
+    }
+    uint8_t head[LX_PP_MAX];
+    lx_pp_t pp;
+    ssize_t n = lx_sock_peek(c->io.fd, head, sizeof(head));
+    int len = n > 0 ? lx_pp_parse(head, (size_t)n, &pp) : LX_PP_MORE;
+    if (n == LX_AGAIN || (len == LX_PP_MORE && n > 0)) {
+        /* All there is was peeked: the next bytes bring an edge, unless
+         * the client has said all it will. */
+        c->flags &= (uint16_t)~LX_CONN_F_READABLE;
+        if ((c->flags & LX_CONN_F_EOF) || watch(c) < 0)
+            lx_conn_close(c);
+        return 0;
+    }
+    if (n <= 0 || len < 0 ||
+        lx_sock_recv(c->io.fd, head, (size_t)len) != len) {
+        lx_conn_close(c);
+        return 0;
+    }
+    if (pp.has_addr) {
+        c->peer_family = pp.family;
+        memcpy(c->peer_addr, pp.addr, sizeof(c->peer_addr));
+        c->peer_port = pp.port;
+    }
+    if (n == len && n < (ssize_t)sizeof(head))
+        c->flags &= (uint16_t)~LX_CONN_F_READABLE; /* nothing behind it */
+    return 1;
+}
+
 int lx_conn_begin(lx_conn_t *c)
 {
+    if (c->state == LX_CS_PROXY) {
+        if (!proxy_read(c))
+            return 0;
+        /* The timer armed at accept runs on: the handshake's or the
+         * head's. */
+        c->state =
+            c->srv->listeners[c->listener].tls ? LX_CS_HANDSHAKE : LX_CS_HEAD;
+    }
     if (c->state != LX_CS_HANDSHAKE)
         return lx_conn_read_head(c);
     switch (lx_tlsconn_handshake(c)) {
@@ -558,6 +612,7 @@ int lx_conn_event(lx_conn_t *c, unsigned ev)
             linger_read(c);
         break;
     case LX_CS_HANDSHAKE:
+    case LX_CS_PROXY:
         return lx_conn_begin(c);
     }
     return 0;
@@ -623,7 +678,8 @@ void lx_conns_close_idle(lx_server_t *srv, int fresh_too)
         if ((c->state == LX_CS_HEAD &&
              (c->rbuf == NULL || lx_buf_avail(c->rbuf) == 0) &&
              (fresh_too || !(c->flags & LX_CONN_F_HEADTIMER))) ||
-            (c->state == LX_CS_HANDSHAKE && fresh_too))
+            ((c->state == LX_CS_HANDSHAKE || c->state == LX_CS_PROXY) &&
+             fresh_too))
             lx_conn_close(c);
         else if ((c->flags & LX_CONN_F_WS) && (c->flags & LX_CONN_F_WAITING) &&
                  c->wait_for == LX_EV_READ) {

@@ -87,6 +87,7 @@ enum {
     LX_CS_ACTIVE,    /* a worker's: its requests are being served */
     LX_CS_LINGER,    /* closing: output shut down, input discarded */
     LX_CS_HANDSHAKE, /* the hub's: a TLS handshake under way (tlsconn.c) */
+    LX_CS_PROXY,     /* the hub's: its PROXY protocol header awaited */
 };
 
 #define LX_CONN_F_READABLE 0x01 /* an edge said readable; no EAGAIN since */
@@ -290,8 +291,11 @@ struct lx_server {
     PyObject *valid_values[1 << LX_VALID_BITS];
     PyObject *valid_status; /* the last status found valid, and its code */
     int valid_code;
-    /* the peers whose proxy headers are read (environ.c, fwd.c) */
+    /* the peers whose proxy headers are read (environ.c, fwd.c), and the
+     * only ones served when every connection begins with a PROXY protocol
+     * header (conn.c, proxyp.c) */
     lx_fwd_allow_t fwd_allow;
+    int proxy_protocol;
     /* the logs (log.c) */
     PyObject *app_error;  /* app_error(environ, exc): the application's
                              exceptions, else the log */

@@ -647,6 +647,10 @@ static int server_init(PyObject *self, PyObject *args, PyObject *kwds)
         return -1;
     if (opt_forwarded(srv, opts) < 0)
         return -1;
+    PyObject *proxy = PyDict_GetItemString(opts, "proxy_protocol");
+    srv->proxy_protocol = proxy == NULL ? 0 : PyObject_IsTrue(proxy);
+    if (srv->proxy_protocol < 0)
+        return -1;
     if (lx_files_configure(srv, PyDict_GetItemString(opts, "static")) < 0)
         return -1;
     long long ws_message = 16 << 20, ws_queue = 1 << 20;
