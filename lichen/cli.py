@@ -132,6 +132,9 @@ def build_parser():
     parser.add_argument(opt.flag, dest="forwarded_allow_ips",
                         metavar=opt.metavar,
                         help=f"{opt.help} (default: {','.join(opt.default)})")
+    parser.add_argument("--proxy-protocol", dest="proxy_protocol",
+                        action="store_const", const=True,
+                        help=by_name["proxy_protocol"].help)
     opt = by_name["pid"]
     parser.add_argument("-p", "--pid", dest="pid", metavar=opt.metavar,
                         help=opt.help)
@@ -141,6 +144,7 @@ def build_parser():
         flags = [short, opt.flag] if short else [opt.flag]
         parser.add_argument(*flags, dest=name, metavar=opt.metavar,
                             help=opt.help)
+    _worker_flags(parser, by_name)
     parser.add_argument(
         "--gevent", action="store_true",
         help="gevent mode: serve from gevent's hub, so that applications "
@@ -162,6 +166,27 @@ def build_parser():
     parser.add_argument("--version", action="version",
                         version=f"{PROG} {__version__}")
     return parser
+
+
+def _worker_flags(parser, by_name):
+    """The worker processes' flags (lichen.master)."""
+    opt = by_name["workers"]
+    parser.add_argument("-w", "--workers", dest="workers",
+                        metavar=opt.metavar,
+                        help=f"{opt.help} (default: {opt.default})")
+    opt = by_name["timeout"]
+    parser.add_argument("-t", "--timeout", dest="timeout",
+                        metavar=opt.metavar,
+                        help=f"{opt.help} (default: {opt.default:g})")
+    for name in ("max_requests", "max_requests_jitter"):
+        opt = by_name[name]
+        parser.add_argument(opt.flag, dest=name, metavar=opt.metavar,
+                            help=f"{opt.help} (default: {opt.default})")
+    for flag, name in (("--preload", "preload_app"),
+                       ("--reuse-port", "reuse_port"),
+                       ("--reload", "reload")):
+        parser.add_argument(flag, dest=name, action="store_const",
+                            const=True, help=by_name[name].help)
 
 
 _MODULE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
@@ -285,9 +310,10 @@ _WORKER_CLASSES = {
 }
 
 
-def _gevent_mode(args, parser, conf=None):
-    """Whether to serve in gevent mode; patches the standard library then,
-    before the application is imported."""
+def _gevent_mode(args, parser, conf=None, patch_now=True):
+    """Whether to serve in gevent mode; patches the standard library then
+    (unless patch_now is false: a worker does), before the application is
+    imported."""
     if args.worker_class is not None:
         mode = _WORKER_CLASSES.get(args.worker_class)
         if mode is None and conf is not None and \
@@ -308,7 +334,7 @@ def _gevent_mode(args, parser, conf=None):
     except ImportError:
         parser.exit(2, f"{PROG}: --gevent needs gevent: pip install "
                        "'lichen[gevent]'\n")
-    if not args.no_monkey_patch:
+    if not args.no_monkey_patch and patch_now:
         from .gevent import patch
         patch()
     return True
@@ -350,8 +376,12 @@ def main(argv=None):
     if args.app is None:
         parser.error("the following arguments are required: APP (or "
                      "wsgi_app in the configuration file)")
-    gevent_mode = _gevent_mode(args, parser, conf)
     given, origin = _options(args, conf)
+    workers = _master_wanted(given)
+    # With workers, gevent patches each worker, unless the master imports
+    # the application.
+    gevent_mode = _gevent_mode(args, parser, conf,
+                               patch_now=workers != "master")
     listeners, pidfile = [], None
     try:
         cfg = validate(given, cli=True, origin=origin)
@@ -383,6 +413,9 @@ def main(argv=None):
         cwd = os.getcwd()
         if cwd not in sys.path:
             sys.path.insert(0, cwd)
+        if workers:
+            return _run_master(args, argv, listeners, cfg, gevent_mode,
+                               pidfile)
         app = load_app(args.app, factory=args.factory)
         server = Server(app, listeners=listeners, config=cfg,
                         gevent=gevent_mode)
@@ -400,6 +433,64 @@ def main(argv=None):
         if pidfile is not None:
             pidfile.remove(server.log)
     return 0
+
+
+def _master_wanted(given):
+    """Whether workers are wanted: "preload" when the master imports the
+    application, "master" when the workers do, "" for one process (-w 1,
+    the default, without --timeout, --max-requests or --reload)."""
+    names = ("workers", "timeout", "max_requests", "reload", "preload_app")
+    try:
+        cfg = validate({k: given[k] for k in names if k in given}, cli=True)
+    except ConfigError:
+        return ""  # said once the options are checked
+    if cfg["workers"] == 1 and not ("timeout" in given and cfg["timeout"]) \
+            and not cfg["max_requests"] and not cfg["reload"]:
+        return ""
+    return "preload" if cfg["preload_app"] else "master"
+
+
+def _run_master(args, argv, listeners, cfg, gevent_mode, pidfile):
+    """The pre-fork master (lichen.master) on the listeners bound."""
+    from . import master
+
+    def boot():
+        try:
+            return load_app(args.app, factory=args.factory)
+        except StartupError as exc:
+            if args.traceback:
+                traceback.print_exception(exc)
+            raise master.BootError(str(exc)) from None
+
+    def prepare():
+        if gevent_mode and not args.no_monkey_patch:
+            from .gevent import patch
+            patch()
+
+    def reconfigure():
+        """HUP: the flags and the configuration file read anew."""
+        new = build_parser().parse_args(argv)
+        conf = None
+        if new.config is not None:
+            conf = configfile.load(new.config)
+            _merge_file(new, conf)
+        given, origin = _options(new, conf)
+        return validate(given, cli=True, origin=origin)
+
+    app = None
+    try:
+        if cfg["preload_app"]:
+            app = load_app(args.app, factory=args.factory)
+    except StartupError as exc:
+        _cleanup(listeners, pidfile)
+        return _fail(str(exc), exc, args.traceback)
+    try:
+        return master.Master(listeners, cfg, boot, app=app,
+                             gevent=gevent_mode, prepare=prepare,
+                             reconfigure=reconfigure).run()
+    finally:
+        if pidfile is not None:
+            pidfile.remove(_logging.configure(cfg["log_level"]))
 
 
 def _cleanup(listeners, pidfile):

@@ -193,6 +193,34 @@ OPTIONS = [
            "client's address, scheme, host and port: addresses and "
            "networks (10.0.0.0/8), 'unix' for unix socket peers, '*' for "
            "every peer, '' for none; comma separated", metavar="LIST"),
+    Option("workers", 1, "workers",
+           "worker processes a master forks (0 or auto: one per core); 1 "
+           "serves from this one process, without a master",
+           metavar="N"),
+    Option("timeout", 30.0, "seconds",
+           "workers: a worker whose loop has not turned for this long (an "
+           "application blocking it) is killed and replaced; 0: never",
+           minimum=0.0, metavar="SECONDS"),
+    Option("max_requests", 0, "int",
+           "workers: a worker stops gracefully after this many requests "
+           "and is replaced (0: never)", minimum=0, metavar="INT"),
+    Option("max_requests_jitter", 0, "int",
+           "workers: a random 0 to this many more, so that workers do not "
+           "restart together", minimum=0, metavar="INT"),
+    Option("preload_app", False, "bool",
+           "workers: import the application in the master, before the "
+           "fork"),
+    Option("reuse_port", False, "bool",
+           "workers: each worker binds its own socket of each TCP address "
+           "(SO_REUSEPORT), the kernel spreading connections among them"),
+    Option("reload", False, "bool",
+           "development: restart the workers when a source file of the "
+           "application changes"),
+    Option("proxy_protocol", False, "bool",
+           "every connection begins with a PROXY protocol header (v1 or "
+           "v2, as HAProxy and cloud load balancers send), whose client "
+           "address is used; only from the forwarded_allow_ips peers, and a "
+           "connection without one is closed"),
 ]
 
 # What a bare --static-immutable matches: a hash of 8 or more hex digits
@@ -530,7 +558,21 @@ def _check_forwarded_ips(opt, value, cli):
                    if net.prefixlen == net.max_prefixlen else str(net))
     return tuple(dict.fromkeys(out))
 
+def _check_workers(opt, value, cli):
+    """A number of processes, 0 or 'auto' for one per core (0)."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return 0
+    if isinstance(value, str) and re.fullmatch(r"[0-9]{1,4}", value.strip()):
+        value = int(value.strip())
+    if isinstance(value, bool) or not isinstance(value, int) or \
+            not 0 <= value <= 4096:
+        _fail(opt, value, "expected a number of processes, 0 or auto for "
+                          "one per core", cli)
+    return value
+
+
 KINDS = {
+    "workers": _check_workers,
     "forwarded_ips": _check_forwarded_ips,
     "path": _check_path,
     "mode": _check_mode,
@@ -662,6 +704,7 @@ def engine_options(cfg, access_log_fd, log):
         "ws_compression": cfg["ws_compression"],
         "tls": tls_options(cfg),
         "forwarded_allow_ips": ",".join(cfg["forwarded_allow_ips"]),
+        "proxy_protocol": cfg["proxy_protocol"],
     }
 
 

@@ -73,8 +73,6 @@ worker_int worker_tmp_dir workers wsgi_app
 
 # What to say of some gunicorn settings lichen does not have.
 _HINTS = {
-    "timeout": "gunicorn's worker timeout; lichen's own are timeout_header, "
-               "timeout_body and timeout_write",
     "errorlog": "lichen's error log goes to stderr",
     "config": "a configuration file does not name another",
 }

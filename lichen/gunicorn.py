@@ -59,15 +59,21 @@ _TICK_MAX = 1.0
 
 def _refusal(cfg):
     """Why lichen's workers cannot serve this configuration, or None."""
-    proxy = getattr(cfg, "proxy_protocol", False)
-    if proxy not in (False, None, "off"):
-        return ("lichen's worker classes do not read the PROXY protocol "
-                "(proxy_protocol)")
     protocol = getattr(cfg, "protocol", "http")
     if protocol not in (None, "http"):
         return (f"lichen's worker classes speak HTTP only, not "
                 f"{protocol!r} (protocol)")
     return None
+
+
+def _proxy_protocol(cfg):
+    """Whether gunicorn's proxy_protocol is on: off, v1, v2 or auto (a
+    bool in older releases). lichen takes either version on each
+    connection."""
+    value = getattr(cfg, "proxy_protocol", False)
+    if isinstance(value, str):
+        return value.strip().lower() not in ("off", "false", "0", "")
+    return bool(value)
 
 
 def _in_range(name, value, given, notes):
@@ -121,6 +127,17 @@ def options_from(cfg, extra=None):
         # peers always.
         "forwarded_allow_ips": list(cfg.forwarded_allow_ips) + ["unix"],
     }
+    if _proxy_protocol(cfg):
+        # One list of peers for both: gunicorn's proxy_allow_ips join them.
+        options["proxy_protocol"] = True
+        extra_peers = [ip for ip in getattr(cfg, "proxy_allow_ips", ())
+                       if ip not in options["forwarded_allow_ips"]]
+        if extra_peers:
+            options["forwarded_allow_ips"] += extra_peers
+            notes.append(f"proxy_allow_ips = {','.join(extra_peers)}: "
+                         f"lichen trusts one list of peers with the PROXY "
+                         f"protocol and the proxy headers, "
+                         f"forwarded_allow_ips; these are added to it")
     if cfg.is_ssl:
         # gunicorn's TLS settings, served by the engine's TLS; ssl_version
         # and the handshake/EOF switches have no meaning there.

@@ -37,7 +37,9 @@ _BOOL_WORDS = {"1": True, "true": True, "yes": True, "on": True,
                "0": False, "false": False, "no": False, "off": False}
 # Options of the process, which the lichen command acts on (a pid file, the
 # user to switch to): pserve's process is not lichen's to manage.
-_PROCESS_OPTIONS = ("pid", "user", "group", "umask")
+_PROCESS_OPTIONS = ("pid", "user", "group", "umask", "workers", "timeout",
+                    "max_requests", "max_requests_jitter", "preload_app",
+                    "reuse_port", "reload")
 _FLAG_RE = re.compile(r"(?<![\w'\"-])--[a-z0-9][a-z0-9-]*(?![\w-])")
 
 

@@ -20,7 +20,10 @@ __all__ = ["Server", "serve", "BindError", "EngineMissing", "live_counts",
 
 # Options of the process rather than of a server: the command line acts on
 # them (lichen.deploy); Server() refuses them as keyword arguments.
-_PROCESS_OPTIONS = frozenset({"pid", "user", "group", "umask"})
+_PROCESS_OPTIONS = frozenset({"pid", "user", "group", "umask", "workers",
+                              "timeout", "max_requests",
+                              "max_requests_jitter", "preload_app",
+                              "reuse_port", "reload"})
 
 class BindError(OSError):
     """A listening socket could not be set up; str() is one line."""

@@ -199,10 +199,14 @@ BAD_CONFIGS = [
     ("access-log = -\ntimeout-header = 0",
      "invalid value for timeout-header: 0.0 (expected seconds, a number "
      ">= 0.001)"),
-    ("threads = 4\nworkers = 2", "unknown keys for lichen's server: "
-                                 "threads, workers (lichen takes host, port, "
-                                 "bind and its options by name, e.g. "
-                                 "keepalive, access_log)"),
+    ("threads = 4\nconnection_limit = 2", "unknown keys for lichen's "
+                                          "server: connection_limit, threads "
+                                          "(lichen takes host, port, bind and "
+                                          "its options by name, e.g. "
+                                          "keepalive, access_log)"),
+    ("workers = 2", "workers: the process's, set by the lichen command only; "
+                    "in a server section, use the tools that start pserve (a "
+                    "service manager) instead"),
     ("listen = 127.0.0.1:8080", "unknown key for lichen's server: listen "
                                 "(lichen takes host, port, bind and its "
                                 "options by name, e.g. keepalive, "
