@@ -2,6 +2,7 @@
  * and X-Forwarded-* read strictly. */
 #define _POSIX_C_SOURCE 200809L
 #include "fwd.h"
+#include "iptext.h"
 
 #include <arpa/inet.h>
 #include <stdlib.h>
@@ -22,50 +23,12 @@ static int is_alpha(int ch)
     return ch >= 'a' && ch <= 'z';
 }
 
-/* Dotted decimal, four parts of 0-255 without leading zeros. */
-static int parse_ipv4(const char *s, size_t n, uint8_t out[4])
-{
-    size_t i = 0;
-    for (int part = 0; part < 4; part++) {
-        if (part > 0) {
-            if (i >= n || s[i] != '.')
-                return -1;
-            i++;
-        }
-        size_t start = i;
-        unsigned v = 0;
-        while (i < n && is_digit((unsigned char)s[i]) && i - start < 3)
-            v = v * 10 + (unsigned)(s[i++] - '0');
-        if (i == start || v > 255 || (s[start] == '0' && i - start > 1))
-            return -1;
-        out[part] = (uint8_t)v;
-    }
-    return i == n ? 0 : -1;
-}
-
-/* RFC 4291 text (no zone), by inet_pton. */
-static int parse_ipv6(const char *s, size_t n, uint8_t out[16])
-{
-    char text[INET6_ADDRSTRLEN];
-    if (n == 0 || n >= sizeof(text))
-        return -1;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if (!(is_digit(ch) || (((ch | 0x20) >= 'a') && (ch | 0x20) <= 'f') ||
-              ch == ':' || ch == '.'))
-            return -1;
-    }
-    memcpy(text, s, n);
-    text[n] = '\0';
-    return inet_pton(AF_INET6, text, out) == 1 ? 0 : -1;
-}
-
 /* An address of either family: AF_INET or AF_INET6, or -1. */
 static int parse_ip(const char *s, size_t n, uint8_t out[16])
 {
     if (memchr(s, ':', n) != NULL)
-        return parse_ipv6(s, n, out) == 0 ? AF_INET6 : -1;
-    return parse_ipv4(s, n, out) == 0 ? AF_INET : -1;
+        return lx_ipv6_parse(s, n, out) == 0 ? AF_INET6 : -1;
+    return lx_ipv4_parse(s, n, out) == 0 ? AF_INET : -1;
 }
 
 static const uint8_t v4_mapped[12] = {0, 0, 0, 0, 0,    0,
@@ -296,7 +259,7 @@ static int parse_node(const char *s, size_t n, node_t *nd, int xff)
             port = s + after + 1;
             port_len = n - after - 1;
         }
-        if (parse_ipv6(name, name_len, nd->addr) < 0)
+        if (lx_ipv6_parse(name, name_len, nd->addr) < 0)
             return -1;
         nd->family = AF_INET6;
         nd->kind = NODE_ADDR;
@@ -305,7 +268,7 @@ static int parse_node(const char *s, size_t n, node_t *nd, int xff)
         if (xff && colon != NULL &&
             memchr(colon + 1, ':', n - (size_t)(colon - s) - 1)) {
             /* a bare IPv6 address */
-            if (parse_ipv6(s, n, nd->addr) < 0)
+            if (lx_ipv6_parse(s, n, nd->addr) < 0)
                 return -1;
             nd->family = AF_INET6;
             nd->kind = NODE_ADDR;
@@ -320,7 +283,7 @@ static int parse_node(const char *s, size_t n, node_t *nd, int xff)
             nd->kind = NODE_HIDDEN;
         } else if (!xff && is_obfuscated(name, name_len)) {
             nd->kind = NODE_HIDDEN;
-        } else if (parse_ipv4(name, name_len, nd->addr) == 0) {
+        } else if (lx_ipv4_parse(name, name_len, nd->addr) == 0) {
             nd->family = AF_INET;
             nd->kind = NODE_ADDR;
         } else {
@@ -357,7 +320,8 @@ static int32_t parse_host(const char *s, size_t n)
         return -1;
     if (s[0] == '[') {
         const char *close = memchr(s, ']', n);
-        if (close == NULL || parse_ipv6(s + 1, (size_t)(close - s) - 1, addr))
+        if (close == NULL ||
+            lx_ipv6_parse(s + 1, (size_t)(close - s) - 1, addr))
             return -1;
         i = (size_t)(close - s) + 1;
     } else {

@@ -2,6 +2,7 @@
  * read strictly. */
 #define _POSIX_C_SOURCE 200809L
 #include "proxyp.h"
+#include "iptext.h"
 
 #include <arpa/inet.h>
 #include <string.h>
@@ -18,44 +19,6 @@ static int is_digit(int ch)
 
 /* ------------------------------------------------------------------ */
 /* version 1 */
-
-/* Dotted decimal, four parts of 0-255 without leading zeros. */
-static int v1_ipv4(const char *s, size_t n, uint8_t out[4])
-{
-    size_t i = 0;
-    for (int part = 0; part < 4; part++) {
-        if (part > 0) {
-            if (i >= n || s[i] != '.')
-                return -1;
-            i++;
-        }
-        size_t start = i;
-        unsigned v = 0;
-        while (i < n && is_digit((unsigned char)s[i]) && i - start < 3)
-            v = v * 10 + (unsigned)(s[i++] - '0');
-        if (i == start || v > 255 || (s[start] == '0' && i - start > 1))
-            return -1;
-        out[part] = (uint8_t)v;
-    }
-    return i == n ? 0 : -1;
-}
-
-/* RFC 4291 text (no zone), by inet_pton. */
-static int v1_ipv6(const char *s, size_t n, uint8_t out[16])
-{
-    char text[INET6_ADDRSTRLEN];
-    if (n == 0 || n >= sizeof(text))
-        return -1;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if (!(is_digit(ch) || ((ch | 0x20) >= 'a' && (ch | 0x20) <= 'f') ||
-              ch == ':' || ch == '.'))
-            return -1;
-    }
-    memcpy(text, s, n);
-    text[n] = '\0';
-    return inet_pton(AF_INET6, text, out) == 1 ? 0 : -1;
-}
 
 /* 0-65535 in decimal, no leading zero: the value, or -1. */
 static int32_t v1_port(const char *s, size_t n)
@@ -111,10 +74,10 @@ static int v1_line(const char *s, size_t n, lx_pp_t *out)
     if (at != n || s[n - 1] == ' ')
         return -1; /* a field too many, or a space at the end */
     uint8_t dst[16];
-    int ok = family == AF_INET ? v1_ipv4(f[0], len[0], out->addr) == 0 &&
-                                     v1_ipv4(f[1], len[1], dst) == 0
-                               : v1_ipv6(f[0], len[0], out->addr) == 0 &&
-                                     v1_ipv6(f[1], len[1], dst) == 0;
+    int ok = family == AF_INET ? lx_ipv4_parse(f[0], len[0], out->addr) == 0 &&
+                                     lx_ipv4_parse(f[1], len[1], dst) == 0
+                               : lx_ipv6_parse(f[0], len[0], out->addr) == 0 &&
+                                     lx_ipv6_parse(f[1], len[1], dst) == 0;
     int32_t sport = v1_port(f[2], len[2]);
     if (!ok || sport < 0 || v1_port(f[3], len[3]) < 0)
         return -1;
